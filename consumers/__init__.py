@@ -1,0 +1,1 @@
+"""Consumers: the inference workers, the learner and the join store between them."""

@@ -1,0 +1,1 @@
+"""Online models: presets, snapshots, drift monitors and prequential evaluation (no Kafka here)."""

@@ -1,0 +1,108 @@
+"""Model presets by name, and custom River estimators through ``module:factory``.
+
+>>> spec = resolve("logreg")
+>>> spec.task
+'classification'
+>>> type(spec.build()).__name__
+'Pipeline'
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from river import anomaly, base, compose, forest, linear_model, naive_bayes, preprocessing, tree
+from river.anomaly.base import AnomalyDetector
+
+from riverflow.errors import ConfigError
+
+TASKS = ("classification", "regression", "anomaly")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A named way to build a fresh estimator, and the task it solves."""
+
+    name: str
+    task: str
+    factory: Callable[[], Any]
+    doc: str = ""
+
+    def build(self) -> Any:
+        return self.factory()
+
+
+PRESETS: dict[str, ModelSpec] = {
+    s.name: s
+    for s in (
+        ModelSpec(
+            "logreg",
+            "classification",
+            lambda: preprocessing.StandardScaler() | linear_model.LogisticRegression(),
+            "standard scaler + logistic regression (binary)",
+        ),
+        ModelSpec(
+            "hoeffding",
+            "classification",
+            lambda: tree.HoeffdingTreeClassifier(),
+            "Hoeffding tree (binary and multiclass)",
+        ),
+        ModelSpec(
+            "arf",
+            "classification",
+            lambda: forest.ARFClassifier(n_models=10, seed=42),
+            "adaptive random forest, 10 trees",
+        ),
+        ModelSpec("nb", "classification", lambda: naive_bayes.GaussianNB(), "Gaussian naive Bayes"),
+        ModelSpec(
+            "linreg",
+            "regression",
+            lambda: preprocessing.StandardScaler() | linear_model.LinearRegression(),
+            "standard scaler + linear regression",
+        ),
+        ModelSpec(
+            "htr", "regression", lambda: tree.HoeffdingTreeRegressor(), "Hoeffding tree regressor"
+        ),
+        ModelSpec(
+            "hst",
+            "anomaly",
+            lambda: preprocessing.MinMaxScaler() | anomaly.HalfSpaceTrees(seed=42),
+            "min-max scaler + half-space trees (anomaly score)",
+        ),
+    )
+}
+
+
+def task_of(model: Any) -> str:
+    """The task of a River estimator (a pipeline's task is its last step's)."""
+    final = list(model.steps.values())[-1] if isinstance(model, compose.Pipeline) else model
+    if isinstance(final, AnomalyDetector):
+        return "anomaly"
+    if isinstance(final, base.Classifier):
+        return "classification"
+    if isinstance(final, base.Regressor):
+        return "regression"
+    raise ConfigError(
+        f"{type(final).__name__} is not a River classifier, regressor or anomaly detector"
+    )
+
+
+def resolve(name: str) -> ModelSpec:
+    """A preset by name, or ``package.module:factory`` returning a River estimator."""
+    if name in PRESETS:
+        return PRESETS[name]
+    if ":" not in name:
+        raise ConfigError(
+            f"unknown model {name!r}: use a preset ({', '.join(PRESETS)}) or module:factory"
+        )
+    module_name, attr = name.split(":", 1)
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"cannot load model factory {name!r}: {exc}") from None
+    if not callable(factory):
+        raise ConfigError(f"{name!r} is not callable")
+    return ModelSpec(attr, task_of(factory()), factory, f"custom factory {name}")

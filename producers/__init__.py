@@ -1,0 +1,1 @@
+"""Producers: synthetic sensor fleets and dataset replays that feed readings and labels."""

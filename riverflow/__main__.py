@@ -1,0 +1,3 @@
+from riverflow.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,147 @@
+"""The ``riverflow`` command: one entry point, subcommands loaded on demand.
+
+Every worker module exposes ``add_arguments(parser)`` and ``run(args) -> int``. Flags whose
+``dest`` is a :class:`~riverflow.settings.Settings` field override the environment.
+Exit codes: 0 clean, 1 runtime failure, 2 bad usage or configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from riverflow import __version__
+from riverflow.errors import ConfigError, RiverflowError
+from riverflow.settings import Settings, load_settings
+
+log = logging.getLogger("riverflow")
+
+# name -> (module, one-line help); modules are imported only for the command that runs.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "simulate": ("producers.simulate", "synthetic sensor fleet with injectable drift and labels"),
+    "replay": ("producers.replay", "replay a River dataset or a CSV file as readings + feedback"),
+    "infer": ("consumers.inference", "inference consumer: predict on every reading"),
+    "learn": ("consumers.learner", "learner: join feedback, learn, evaluate, publish models"),
+    "up": ("riverflow.up", "run the whole pipeline on this machine with a live summary"),
+}
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    """Settings from the environment with every flag named after a settings field on top."""
+    fields = Settings.model_fields
+    return load_settings(**{k: v for k, v in vars(args).items() if k in fields})
+
+
+def add_kafka_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--bootstrap-servers",
+        dest="bootstrap_servers",
+        metavar="HOST:PORT[,...]",
+        help="Kafka bootstrap servers (env RIVERFLOW_BOOTSTRAP_SERVERS, default 127.0.0.1:9092)",
+    )
+
+
+def _kafka(args: argparse.Namespace) -> int:
+    from riverflow.local_kafka import LocalKafka
+
+    broker = LocalKafka(args.port, Path(args.data_dir) if args.data_dir else None)
+    if args.action == "start":
+        bootstrap = broker.start()
+        print(f"Kafka is up at {bootstrap} (data in {broker.home}, log {broker.log_file})")
+        print(f"export RIVERFLOW_BOOTSTRAP_SERVERS={bootstrap}")
+    elif args.action == "stop":
+        print("Kafka stopped" if broker.stop() else f"no riverflow Kafka runs on port {args.port}")
+    else:
+        pid = broker.pid()
+        answers = broker.answers()
+        state = "running" if answers else ("starting or stuck" if pid else "stopped")
+        print(f"Kafka on 127.0.0.1:{args.port}: {state}" + (f" (pid {pid})" if pid else ""))
+        return 0 if answers else 1
+    return 0
+
+
+def _topics(args: argparse.Namespace) -> int:
+    from riverflow.topics import create_topics
+
+    for line in create_topics(settings_from(args), args.partitions):
+        print(line)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="riverflow",
+        description="Real-time inference and online learning on Kafka with River models.",
+    )
+    parser.add_argument("--version", action="version", version=f"riverflow {__version__}")
+    parser.add_argument(
+        "--log-level",
+        default=os.environ.get("RIVERFLOW_LOG_LEVEL", "INFO"),
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="default INFO",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    kafka = sub.add_parser("kafka", help="local single-node Apache Kafka (KRaft) for dev and tests")
+    kafka.add_argument("action", choices=["start", "stop", "status"])
+    kafka.add_argument(
+        "--port",
+        type=int,
+        default=9092,
+        help="client port (default 9092; the controller uses PORT+1)",
+    )
+    kafka.add_argument(
+        "--data-dir", help="broker storage and logs (default ~/.local/state/riverflow/kafka-PORT)"
+    )
+    kafka.set_defaults(func=_kafka)
+
+    topics = sub.add_parser("topics", help="create every riverflow topic (idempotent)")
+    topics.add_argument("action", choices=["create"])
+    topics.add_argument("--partitions", type=int, help="partitions per data topic (default 6)")
+    add_kafka_arguments(topics)
+    topics.set_defaults(func=_topics)
+
+    argv = sys.argv[1:]
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        # Import the one module the user asked for (cheap `riverflow --help`).
+        if name in argv:
+            mod = importlib.import_module(module)
+            add_kafka_arguments(p)
+            mod.add_arguments(p)
+            p.set_defaults(func=mod.run)
+    return parser
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # kafka-python is chatty at INFO (every connection); its warnings still show.
+    logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLevelName(level)))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    if argv is not None:
+        sys.argv[1:] = list(argv)
+    args = build_parser().parse_args()
+    _configure_logging(args.log_level)
+    func: Any = args.func
+    try:
+        return int(func(args) or 0)
+    except ConfigError as exc:
+        print(f"riverflow: error: {exc}", file=sys.stderr)
+        return 2
+    except RiverflowError as exc:
+        print(f"riverflow: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

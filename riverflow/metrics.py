@@ -1,0 +1,222 @@
+"""Prometheus metric families, one class per worker kind, each on its own registry.
+
+Names follow DESIGN.md (prefix ``riverflow_``, no per-sensor labels). Values that are computed
+(consumer lag, model age) come from a collector at scrape time, never from a timer thread.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+log = logging.getLogger(__name__)
+
+P = "riverflow_"
+# A River predict_one on a small pipeline takes ~5-50 us; trees and ensembles up to a few ms.
+MODEL_CALL_BUCKETS = (
+    5e-6,
+    1e-5,
+    2.5e-5,
+    5e-5,
+    1e-4,
+    2.5e-4,
+    5e-4,
+    1e-3,
+    2.5e-3,
+    5e-3,
+    1e-2,
+    2.5e-2,
+    0.1,
+)
+# Reading ts -> prediction produced: milliseconds when keeping up, seconds to minutes in a backlog.
+END_TO_END_BUCKETS = (
+    1e-3,
+    2.5e-3,
+    5e-3,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    300.0,
+)
+BATCH_BUCKETS = (1e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
+# Labels arrive seconds to hours after the reading.
+FEEDBACK_DELAY_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 86400)
+SNAPSHOT_BUCKETS = (1e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class GaugeCallback(Collector):
+    """A gauge family whose samples are computed by ``fn`` each time Prometheus scrapes."""
+
+    def __init__(
+        self,
+        name: str,
+        doc: str,
+        labels: list[str],
+        fn: Callable[[], Iterable[tuple[list[str], float]]],
+    ) -> None:
+        self.name, self.doc, self.labels, self.fn = name, doc, labels, fn
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        family = GaugeMetricFamily(self.name, self.doc, labels=self.labels)
+        try:
+            for values, value in self.fn():
+                family.add_metric(values, value)
+        except Exception:  # a scrape must never fail because a client is mid-rebalance
+            log.debug("collector %s failed", self.name, exc_info=True)
+        yield family
+
+
+class InferenceMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        r = self.registry = registry or CollectorRegistry()
+        self.predictions = Counter(P + "predictions", "Predictions produced", registry=r)
+        self.invalid_events = Counter(
+            P + "invalid_events", "Input events refused, by reason", ["reason"], registry=r
+        )
+        self.dead_letters = Counter(
+            P + "dead_letters", "Messages sent to dead-letters, by stage", ["stage"], registry=r
+        )
+        self.predict_latency = Histogram(
+            P + "predict_latency_seconds",
+            "Model call per reading",
+            buckets=MODEL_CALL_BUCKETS,
+            registry=r,
+        )
+        self.end_to_end_latency = Histogram(
+            P + "end_to_end_latency_seconds",
+            "Reading ts to prediction produced",
+            buckets=END_TO_END_BUCKETS,
+            registry=r,
+        )
+        self.batch_latency = Histogram(
+            P + "batch_latency_seconds",
+            "One poll batch: decode, predict, produce, commit",
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        )
+        self.model_version = Gauge(P + "model_version", "Version of the model served", registry=r)
+        self.model_swaps = Counter(P + "model_swaps", "Model snapshots swapped in", registry=r)
+        self.snapshot_rejected = Counter(
+            P + "snapshot_rejected", "Model snapshots refused, by reason", ["reason"], registry=r
+        )
+        self.feature_drift_detections = Counter(
+            P + "feature_drift_detections",
+            "Drift detected on an input feature",
+            ["feature"],
+            registry=r,
+        )
+        self.feature_drift_score = Gauge(
+            P + "feature_drift_score",
+            "Drift detector statistic per feature",
+            ["feature"],
+            registry=r,
+        )
+
+    def add_lag(self, fn: Callable[[], Iterable[tuple[list[str], float]]]) -> None:
+        self.registry.register(
+            GaugeCallback(
+                P + "consumer_lag",
+                "Records behind the end of each partition",
+                ["topic", "partition"],
+                fn,
+            )
+        )
+
+    def add_model_age(self, fn: Callable[[], float]) -> None:
+        self.registry.register(
+            GaugeCallback(
+                P + "model_age_seconds",
+                "Seconds since the served model was created",
+                [],
+                lambda: [([], fn())],
+            )
+        )
+
+
+class LearnerMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        r = self.registry = registry or CollectorRegistry()
+        self.feedback = Counter(
+            P + "feedback",
+            "Feedback by join outcome (joined|expired|duplicate|invalid)",
+            ["outcome"],
+            registry=r,
+        )
+        self.feedback_delay = Histogram(
+            P + "feedback_delay_seconds",
+            "Reading ts to label ts of joined pairs",
+            buckets=FEEDBACK_DELAY_BUCKETS,
+            registry=r,
+        )
+        self.pending_predictions = Gauge(
+            P + "pending_predictions", "Predictions waiting for their label", registry=r
+        )
+        self.pending_feedback = Gauge(
+            P + "pending_feedback", "Labels waiting for their prediction", registry=r
+        )
+        self.learned = Counter(P + "learned", "Events the model learned from", registry=r)
+        self.learn_latency = Histogram(
+            P + "learn_latency_seconds",
+            "One learn_one call",
+            buckets=MODEL_CALL_BUCKETS,
+            registry=r,
+        )
+        self.model_metric = Gauge(
+            P + "model_metric",
+            "Prequential quality of served and learner models",
+            ["source", "metric", "window"],
+            registry=r,
+        )
+        self.concept_drift_detections = Counter(
+            P + "concept_drift_detections",
+            "Concept drift detected on the error stream",
+            ["detector"],
+            registry=r,
+        )
+        self.model_version = Gauge(P + "model_version", "Version the learner holds", registry=r)
+        self.snapshots_published = Counter(
+            P + "snapshots_published", "Model snapshots published", registry=r
+        )
+        self.snapshot_bytes = Gauge(P + "snapshot_bytes", "Size of the last snapshot", registry=r)
+        self.snapshot_latency = Histogram(
+            P + "snapshot_latency_seconds",
+            "Serialize, sign and publish one snapshot",
+            buckets=SNAPSHOT_BUCKETS,
+            registry=r,
+        )
+        self.invalid_events = Counter(
+            P + "invalid_events", "Input events refused, by reason", ["reason"], registry=r
+        )
+        self.dead_letters = Counter(
+            P + "dead_letters", "Messages sent to dead-letters, by stage", ["stage"], registry=r
+        )
+
+    def add_lag(self, fn: Callable[[], Iterable[tuple[list[str], float]]]) -> None:
+        self.registry.register(
+            GaugeCallback(
+                P + "consumer_lag",
+                "Records behind the end of each partition",
+                ["topic", "partition"],
+                fn,
+            )
+        )
+
+
+def serve(registry: CollectorRegistry, port: int) -> None:
+    """Serve ``registry`` on ``port`` (0: not at all) from a daemon thread."""
+    if port:
+        start_http_server(port, addr="0.0.0.0", registry=registry)
+        log.info("metrics on http://127.0.0.1:%d/metrics", port)

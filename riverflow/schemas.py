@@ -1,0 +1,177 @@
+"""The message contracts every part shares, and the fast decoders that enforce them.
+
+Readings and feedback come from outside and are validated strictly: required fields, finite
+numbers only, a bounded number of features and message size, ``ts`` within a skew of now.
+``ts`` fields are epoch milliseconds; ISO-8601 strings are accepted on input.
+
+>>> d = Decoder(max_features=8, max_message_bytes=1024, max_ts_skew_s=60)
+>>> r = d.reading(b'{"event_id": "e1", "sensor_id": "s1", "ts": 1000, "features": {"x": 1}}',
+...               now_ms=1000)
+>>> r.features
+{'x': 1.0}
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, ValidationError
+
+from riverflow.errors import InvalidEvent
+
+Label = bool | int | str | float
+
+# Metric label values for invalid input; a fixed set keeps Prometheus cardinality bounded.
+REASONS = (
+    "not_json",
+    "schema",
+    "non_finite",
+    "too_many_features",
+    "oversize",
+    "ts_skew",
+    "model_error",
+)
+
+
+def _epoch_ms(value: Any) -> Any:
+    """Accept epoch milliseconds or an ISO-8601 string (naive means UTC); bools are not times."""
+    if isinstance(value, bool):
+        raise ValueError("ts must be epoch milliseconds or an ISO-8601 string, not a boolean")
+    if isinstance(value, str):
+        try:
+            dt = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"ts {value!r} is not epoch milliseconds nor ISO-8601") from None
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=UTC)
+        return int(dt.timestamp() * 1000)
+    return value
+
+
+EpochMs = Annotated[int, BeforeValidator(_epoch_ms), Field(ge=0)]
+Id = Annotated[str, Field(min_length=1, max_length=256)]
+# Strict: numbers only (no "1.5" strings, no booleans); NaN and +-inf are refused by the config.
+Features = dict[Annotated[str, Field(min_length=1, max_length=256)], Annotated[float, Strict()]]
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False, frozen=True)
+
+
+class Reading(_Message):
+    """One sensor reading: ``{"event_id", "sensor_id", "ts", "features": {name: number}}``."""
+
+    event_id: Id
+    sensor_id: Id
+    ts: EpochMs
+    features: Features
+
+
+class Feedback(_Message):
+    """The label for an earlier reading, referred to by its ``event_id``."""
+
+    event_id: Id
+    sensor_id: Id
+    ts: EpochMs
+    label: Annotated[Label, Field(union_mode="smart")]
+
+
+class Prediction(_Message):
+    """What inference served for one reading; the learner joins it to feedback by event_id."""
+
+    event_id: Id
+    sensor_id: Id
+    event_ts: EpochMs
+    predicted_ts: EpochMs
+    model: str
+    model_version: int = Field(ge=0)
+    prediction: Label | None
+    scores: dict[str, float] | None = None
+    features: Features
+
+
+def _reason(exc: ValidationError) -> tuple[str, str]:
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    kinds = {e["type"] for e in errors}
+    if "json_invalid" in kinds or "json_type" in kinds:
+        return "not_json", f"not valid JSON: {first['msg']}"
+    if "finite_number" in kinds:
+        bad = next(e for e in errors if e["type"] == "finite_number")
+        return "non_finite", f"{_loc(bad)}: NaN and infinity are not allowed"
+    return "schema", "; ".join(f"{_loc(e)}: {e['msg']}" for e in errors[:5])
+
+
+def _loc(error: Any) -> str:
+    return ".".join(str(p) for p in error["loc"]) or "message"
+
+
+class Decoder:
+    """Decodes and validates raw Kafka values; raises :class:`InvalidEvent` with a reason."""
+
+    def __init__(self, max_features: int, max_message_bytes: int, max_ts_skew_s: float) -> None:
+        self.max_features = max_features
+        self.max_message_bytes = max_message_bytes
+        self.max_skew_ms = int(max_ts_skew_s * 1000)
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> Decoder:
+        return cls(settings.max_features, settings.max_message_bytes, settings.max_ts_skew_s)
+
+    def _parse(self, model: type[_Message], raw: bytes | None) -> Any:
+        if raw is None:
+            raise InvalidEvent("schema", "message has no value (tombstone)", "decode")
+        if len(raw) > self.max_message_bytes:
+            raise InvalidEvent(
+                "oversize", f"{len(raw)} bytes exceeds max_message_bytes={self.max_message_bytes}"
+            )
+        try:
+            return model.model_validate_json(raw)
+        except ValidationError as exc:
+            reason, text = _reason(exc)
+            stage = "decode" if reason == "not_json" else "validate"
+            raise InvalidEvent(reason, text, stage) from None
+
+    def _check_ts(self, ts: int, now_ms: int) -> None:
+        if abs(ts - now_ms) > self.max_skew_ms:
+            raise InvalidEvent(
+                "ts_skew",
+                f"ts {ts} is {(ts - now_ms) / 1000:+.0f}s from now, beyond max_ts_skew_s="
+                f"{self.max_skew_ms / 1000:g}",
+            )
+
+    def reading(self, raw: bytes | None, now_ms: int) -> Reading:
+        reading: Reading = self._parse(Reading, raw)
+        if len(reading.features) > self.max_features:
+            raise InvalidEvent(
+                "too_many_features",
+                f"{len(reading.features)} features exceeds max_features={self.max_features}",
+            )
+        self._check_ts(reading.ts, now_ms)
+        return reading
+
+    def feedback(self, raw: bytes | None, now_ms: int) -> Feedback:
+        feedback: Feedback = self._parse(Feedback, raw)
+        if isinstance(feedback.label, float) and not math.isfinite(feedback.label):
+            raise InvalidEvent("non_finite", "label: NaN and infinity are not allowed")
+        self._check_ts(feedback.ts, now_ms)
+        return feedback
+
+    def prediction(self, raw: bytes | None) -> Prediction:
+        """Predictions come from our own workers: no skew check, so backlogs can be replayed."""
+        prediction: Prediction = self._parse(Prediction, raw)
+        return prediction
+
+
+def dumps(value: dict[str, Any]) -> bytes:
+    """Compact UTF-8 JSON, the wire format of every topic but models."""
+    return json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
+
+
+def now_ms() -> int:
+    import time
+
+    return time.time_ns() // 1_000_000

@@ -1,0 +1,115 @@
+"""One frozen settings model for every command: env prefix ``RIVERFLOW_``, CLI flags override."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from riverflow.errors import ConfigError
+
+
+class Settings(BaseSettings):
+    """Everything a riverflow process can be told. See README's settings table."""
+
+    model_config = SettingsConfigDict(env_prefix="RIVERFLOW_", frozen=True, extra="forbid")
+
+    # Kafka connection; security options pass through to kafka-python unchanged.
+    bootstrap_servers: str = "127.0.0.1:9092"
+    client_id: str = "riverflow"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    ssl_password: SecretStr | None = None
+
+    # Topics.
+    readings_topic: str = "sensor-readings"
+    feedback_topic: str = "sensor-feedback"
+    predictions_topic: str = "predictions"
+    models_topic: str = "models"
+    dead_letters_topic: str = "dead-letters"
+    partitions: int = Field(6, ge=1)
+
+    # Consumption.
+    group_id: str | None = None  # default: riverflow-infer-<model> / riverflow-learn-<model>
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    max_poll_records: int = Field(500, ge=1)
+    # Batches take milliseconds; 5 minutes leaves room for a slow snapshot without a rebalance.
+    max_poll_interval_ms: int = Field(300_000, ge=1000)
+    shutdown_timeout_s: float = Field(10.0, gt=0)
+    exactly_once: bool = False
+
+    # Validation of readings and feedback.
+    max_features: int = Field(256, ge=1)
+    max_message_bytes: int = Field(65_536, ge=64)
+    max_ts_skew_s: float = Field(86_400.0, gt=0)
+
+    # Models and snapshots.
+    model: str = "logreg"
+    model_signing_key: SecretStr | None = None
+    snapshot_every: int = Field(1000, ge=1)
+    snapshot_interval_s: float = Field(5.0, gt=0)
+
+    # Drift.
+    feature_drift_detector: str = "adwin"
+    max_drift_features: int = Field(64, ge=0)
+    concept_drift_detector: str = "adwin"
+    on_drift: Literal["alert", "reset"] = "alert"
+
+    # Learner join and evaluation.
+    feedback_ttl_s: float = Field(3600.0, gt=0)
+    max_pending: int = Field(100_000, ge=1)
+    rolling_window: int = Field(1000, ge=1)
+
+    # Process.
+    metrics_port: int | None = Field(None, ge=0, le=65535)  # None: the command's default; 0: off
+    idle_exit_s: float | None = Field(None, gt=0)
+
+    @property
+    def model_name(self) -> str:
+        """The model's name on the models topic and in metrics: the preset or factory name."""
+        return self.model.rsplit(":", 1)[-1]
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings from the environment, with ``overrides`` (CLI flags) on top.
+
+    ``None`` overrides are ignored, so an unset flag never hides an environment variable.
+    """
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        lines = [
+            f"  {'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}"
+            for e in exc.errors()
+        ]
+        raise ConfigError(
+            "invalid configuration (flags or RIVERFLOW_* environment):\n" + "\n".join(lines)
+        ) from None
+
+
+def kafka_kwargs(settings: Settings) -> dict[str, Any]:
+    """The kafka-python keyword arguments for connection and security, shared by every client."""
+    kw: dict[str, Any] = {
+        "bootstrap_servers": settings.bootstrap_servers.split(","),
+        "security_protocol": settings.security_protocol,
+    }
+    if settings.sasl_mechanism:
+        kw["sasl_mechanism"] = settings.sasl_mechanism
+    if settings.sasl_username is not None:
+        kw["sasl_plain_username"] = settings.sasl_username
+    if settings.sasl_password is not None:
+        kw["sasl_plain_password"] = settings.sasl_password.get_secret_value()
+    for key in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+        value = getattr(settings, key)
+        if value:
+            kw[key] = value
+    if settings.ssl_password is not None:
+        kw["ssl_password"] = settings.ssl_password.get_secret_value()
+    return kw

@@ -1,0 +1,47 @@
+"""The real broker for integration tests: started once per session unless one is configured.
+
+Set RIVERFLOW_BOOTSTRAP_SERVERS to use a running broker; otherwise a local Apache Kafka starts
+on RIVERFLOW_TEST_KAFKA_PORT (default 19092) with fresh storage. A broker that cannot start is a
+test failure, never a skip.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from riverflow.errors import BrokerError
+from riverflow.local_kafka import LocalKafka
+from tests.integration.kit import Stack, make_stack
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    configured = os.environ.get("RIVERFLOW_BOOTSTRAP_SERVERS")
+    if configured:
+        yield configured
+        return
+    port = int(os.environ.get("RIVERFLOW_TEST_KAFKA_PORT", "19092"))
+    broker = LocalKafka(port, Path(tmp_path_factory.mktemp("kafka")))
+    try:
+        bootstrap = broker.start()
+    except BrokerError as exc:
+        pytest.fail(f"the local Kafka broker for integration tests did not start: {exc}")
+    try:
+        yield bootstrap
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def stack(kafka_bootstrap: str) -> Callable[..., Stack]:
+    """Factory: ``stack(partitions=3, **settings)`` makes fresh uuid-named topics."""
+
+    def make(partitions: int = 3, **overrides: Any) -> Stack:
+        return make_stack(kafka_bootstrap, partitions, **overrides)
+
+    return make

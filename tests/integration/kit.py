@@ -1,0 +1,126 @@
+"""Helpers for integration tests: run the CLI as a user would, read topics back."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from kafka import KafkaConsumer, TopicPartition
+
+from riverflow.settings import Settings, kafka_kwargs, load_settings
+from riverflow.topics import create_topics
+
+
+@dataclass
+class Stack:
+    """Fresh uuid-named topics on the test broker, and the env that points riverflow at them."""
+
+    settings: Settings
+    env: dict[str, str] = field(default_factory=dict)
+
+    def run(
+        self,
+        *args: str,
+        timeout: float = 300,
+        check: bool = True,
+        extra_env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``riverflow ARGS`` to completion in a subprocess."""
+        result = subprocess.run(
+            [sys.executable, "-m", "riverflow", *args],
+            env={**self.env, **(extra_env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"riverflow {' '.join(args)} exited {result.returncode}:\n"
+                f"{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+            )
+        return result
+
+    def start(
+        self, *args: str, extra_env: dict[str, str] | None = None, log_path: str | None = None
+    ) -> subprocess.Popen[str]:
+        """Start ``riverflow ARGS`` in the background (stderr to ``log_path`` when given)."""
+        err: Any = open(log_path, "w") if log_path else subprocess.DEVNULL  # noqa: SIM115
+        return subprocess.Popen(
+            [sys.executable, "-m", "riverflow", *args],
+            env={**self.env, **(extra_env or {})},
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            text=True,
+        )
+
+    def read(
+        self, topic: str, *, expect: int | None = None, timeout: float = 60, idle: float = 3.0
+    ) -> list[Any]:
+        """Every record of ``topic`` (from the start): until ``expect`` are read, or ``idle``
+        seconds pass with nothing new, or ``timeout``."""
+        return read_topic(self.settings, topic, expect=expect, timeout=timeout, idle=idle)
+
+
+def read_topic(
+    settings: Settings,
+    topic: str,
+    *,
+    expect: int | None = None,
+    timeout: float = 60,
+    idle: float = 3.0,
+) -> list[Any]:
+    consumer = KafkaConsumer(
+        **kafka_kwargs(settings),
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+    )
+    try:
+        ids = sorted(consumer.partitions_for_topic(topic) or [])
+        parts = [TopicPartition(topic, p) for p in ids]
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        records: list[Any] = []
+        deadline = time.monotonic() + timeout
+        last_new = time.monotonic()
+        while time.monotonic() < deadline:
+            batch = consumer.poll(timeout_ms=500)
+            got = sum(len(v) for v in batch.values())
+            for recs in batch.values():
+                records.extend(recs)
+            if got:
+                last_new = time.monotonic()
+            if expect is not None and len(records) >= expect:
+                break
+            if expect is None and time.monotonic() - last_new > idle:
+                break
+        return records
+    finally:
+        consumer.close()
+
+
+def make_stack(bootstrap: str, partitions: int = 3, **overrides: Any) -> Stack:
+    uid = uuid.uuid4().hex[:10]
+    names = {
+        "readings_topic": f"readings-{uid}",
+        "feedback_topic": f"feedback-{uid}",
+        "predictions_topic": f"predictions-{uid}",
+        "models_topic": f"models-{uid}",
+        "dead_letters_topic": f"dead-letters-{uid}",
+    }
+    settings = load_settings(
+        bootstrap_servers=bootstrap, partitions=partitions, **names, **overrides
+    )
+    create_topics(settings)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RIVERFLOW_")}
+    env["RIVERFLOW_BOOTSTRAP_SERVERS"] = bootstrap
+    env["RIVERFLOW_PARTITIONS"] = str(partitions)
+    for key, value in {**names, **overrides}.items():
+        env[f"RIVERFLOW_{key.upper()}"] = str(value)
+    return Stack(settings, env)
