@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from river import anomaly, base, compose, forest, linear_model, naive_bayes, preprocessing, tree
-from river.anomaly.base import AnomalyDetector
 
 from riverflow.errors import ConfigError
 
@@ -79,7 +78,7 @@ PRESETS: dict[str, ModelSpec] = {
 def task_of(model: Any) -> str:
     """The task of a River estimator (a pipeline's task is its last step's)."""
     final = list(model.steps.values())[-1] if isinstance(model, compose.Pipeline) else model
-    if isinstance(final, AnomalyDetector):
+    if isinstance(final, base.AnomalyDetector):
         return "anomaly"
     if isinstance(final, base.Classifier):
         return "classification"
