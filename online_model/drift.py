@@ -35,39 +35,44 @@ def make_detector(name: str) -> Any:
 
 
 class _Stat:
-    """Reference mean/variance since the last detection (Welford) and a fast recent mean."""
+    """A slow reference mean/variance and a fast recent mean, both exponentially weighted.
 
-    __slots__ = ("n", "mean", "m2", "recent")
+    Weights start at 1/n, so early values count like a plain average.
+    """
 
-    # The recent mean forgets with a half-life of ~70 readings: quick to show a shift,
-    # smooth enough not to flicker on noise.
-    ALPHA = 0.01
+    __slots__ = ("n", "mean", "var", "recent")
+
+    # The reference forgets over ~1,000 readings, the recent mean over ~20: a shift shows at
+    # once and fades as the reference absorbs the new regime.
+    REFERENCE_ALPHA = 0.001
+    RECENT_ALPHA = 0.05
 
     def __init__(self) -> None:
-        self.n, self.mean, self.m2, self.recent = 0, 0.0, 0.0, 0.0
+        self.n, self.mean, self.var, self.recent = 0, 0.0, 0.0, 0.0
 
     def update(self, x: float) -> None:
         self.n += 1
-        d = x - self.mean
-        self.mean += d / self.n
-        self.m2 += d * (x - self.mean)
-        self.recent = x if self.n == 1 else self.recent + self.ALPHA * (x - self.recent)
+        a = max(1.0 / self.n, self.REFERENCE_ALPHA)
+        diff = x - self.mean
+        incr = a * diff
+        self.mean += incr
+        self.var = (1.0 - a) * (self.var + diff * incr)
+        self.recent += max(1.0 / self.n, self.RECENT_ALPHA) * (x - self.recent)
 
     @property
     def score(self) -> float:
         """How many reference standard deviations the recent mean has moved."""
         if self.n < 2:
             return 0.0
-        std = math.sqrt(self.m2 / (self.n - 1))
-        return abs(self.recent - self.mean) / (std + 1e-9)
+        return abs(self.recent - self.mean) / (math.sqrt(self.var) + 1e-9)
 
 
 class FeatureDriftMonitor:
     """One detector per feature, for at most ``max_features`` features (first seen first).
 
     ``update`` returns the features whose detector fired on this reading. ``scores`` holds each
-    tracked feature's drift score: the shift of its recent mean in reference standard
-    deviations, where the reference restarts at each detection.
+    tracked feature's drift score: the shift of its recent mean (last ~20 readings) in standard
+    deviations of its slowly forgetting reference (~1,000 readings).
     """
 
     def __init__(self, detector: str = "adwin", max_features: int = 64) -> None:
@@ -95,7 +100,6 @@ class FeatureDriftMonitor:
             if det.drift_detected:
                 fired.append(name)
                 self.detections[name] += 1
-                self._stats[name] = _Stat()
         return fired
 
     @property

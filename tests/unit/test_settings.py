@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from riverflow.errors import ConfigError
+from riverflow.settings import Settings, kafka_kwargs, load_settings
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    for key in list(os.environ):
+        if key.startswith("RIVERFLOW_"):
+            monkeypatch.delenv(key)
+
+
+def test_defaults() -> None:
+    s = load_settings()
+    assert s.bootstrap_servers == "127.0.0.1:9092"
+    assert s.readings_topic == "sensor-readings" and s.models_topic == "models"
+    assert s.auto_offset_reset == "earliest"
+    assert s.partitions == 6
+
+
+def test_env_is_read_and_flags_override(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RIVERFLOW_BOOTSTRAP_SERVERS", "kafka:9092")
+    monkeypatch.setenv("RIVERFLOW_FEEDBACK_TTL_S", "60")
+    assert load_settings().bootstrap_servers == "kafka:9092"
+    assert load_settings().feedback_ttl_s == 60.0
+    assert load_settings(bootstrap_servers="other:1").bootstrap_servers == "other:1"
+    # an unset flag (None) never hides the environment
+    assert load_settings(bootstrap_servers=None).bootstrap_servers == "kafka:9092"
+
+
+def test_settings_are_frozen() -> None:
+    s = load_settings()
+    with pytest.raises(ValidationError):
+        s.partitions = 3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("partitions", 0),
+        ("auto_offset_reset", "middle"),
+        ("on_drift", "panic"),
+        ("security_protocol", "TLS"),
+        ("max_message_bytes", 1),
+    ],
+)
+def test_bad_values_raise_config_error_naming_the_field(key: str, value: object) -> None:
+    with pytest.raises(ConfigError, match=key):
+        load_settings(**{key: value})
+
+
+def test_bad_env_value_raises_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RIVERFLOW_MAX_PENDING", "lots")
+    with pytest.raises(ConfigError, match="max_pending"):
+        load_settings()
+
+
+def test_unknown_override_is_refused() -> None:
+    with pytest.raises(ConfigError):
+        load_settings(no_such_setting=1)
+
+
+def test_security_passes_through_to_kafka_python(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RIVERFLOW_SASL_PASSWORD", "s3cret")
+    s = load_settings(
+        bootstrap_servers="a:1,b:2",
+        security_protocol="SASL_SSL",
+        sasl_mechanism="SCRAM-SHA-512",
+        sasl_username="bob",
+        ssl_cafile="/ca.pem",
+    )
+    assert "s3cret" not in repr(s)  # secrets stay hidden in logs
+    assert kafka_kwargs(s) == {
+        "bootstrap_servers": ["a:1", "b:2"],
+        "security_protocol": "SASL_SSL",
+        "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_plain_username": "bob",
+        "sasl_plain_password": "s3cret",
+        "ssl_cafile": "/ca.pem",
+    }
+
+
+def test_plaintext_kwargs_are_minimal() -> None:
+    assert kafka_kwargs(Settings()) == {
+        "bootstrap_servers": ["127.0.0.1:9092"],
+        "security_protocol": "PLAINTEXT",
+    }
+
+
+def test_model_name_of_a_custom_factory() -> None:
+    assert load_settings(model="my.models:fancy").model_name == "fancy"
+    assert load_settings(model="logreg").model_name == "logreg"
