@@ -18,6 +18,8 @@ class Settings(BaseSettings):
     # Kafka connection; security options pass through to kafka-python unchanged.
     bootstrap_servers: str = "127.0.0.1:9092"
     client_id: str = "riverflow"
+    # How long a client waits for a first broker answer before giving up with a clear error.
+    bootstrap_timeout_s: float = Field(15.0, gt=0)
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: str | None = None
     sasl_username: str | None = None
@@ -99,6 +101,7 @@ def kafka_kwargs(settings: Settings) -> dict[str, Any]:
     kw: dict[str, Any] = {
         "bootstrap_servers": settings.bootstrap_servers.split(","),
         "security_protocol": settings.security_protocol,
+        "bootstrap_timeout_ms": int(settings.bootstrap_timeout_s * 1000),
     }
     if settings.sasl_mechanism:
         kw["sasl_mechanism"] = settings.sasl_mechanism

@@ -79,6 +79,7 @@ def test_security_passes_through_to_kafka_python(monkeypatch: pytest.MonkeyPatch
     assert kafka_kwargs(s) == {
         "bootstrap_servers": ["a:1", "b:2"],
         "security_protocol": "SASL_SSL",
+        "bootstrap_timeout_ms": 15000,
         "sasl_mechanism": "SCRAM-SHA-512",
         "sasl_plain_username": "bob",
         "sasl_plain_password": "s3cret",
@@ -90,6 +91,7 @@ def test_plaintext_kwargs_are_minimal() -> None:
     assert kafka_kwargs(Settings()) == {
         "bootstrap_servers": ["127.0.0.1:9092"],
         "security_protocol": "PLAINTEXT",
+        "bootstrap_timeout_ms": 15000,
     }
 
 
