@@ -39,7 +39,7 @@ def test_unreachable_broker_is_a_clear_error() -> None:
         "create",
         "--bootstrap-servers",
         "127.0.0.1:1",
-        env={"RIVERFLOW_LOG_LEVEL": "ERROR"},
+        env={"RIVERFLOW_LOG_LEVEL": "ERROR", "RIVERFLOW_BOOTSTRAP_TIMEOUT_S": "2"},
     )
     assert result.returncode == 1
     assert "riverflow kafka start" in result.stderr and "Traceback" not in result.stderr
