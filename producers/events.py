@@ -1,0 +1,56 @@
+"""What a producer hands to the publisher: one reading and, optionally, its label.
+
+Sources (the simulated fleet, dataset and CSV replays) yield :class:`Outgoing` events; the
+publisher stamps send times, paces them and schedules the labels. Nothing here knows Kafka.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from riverflow.schemas import Label
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One reading to send, and the label to send later as feedback.
+
+    ``label`` None means no feedback for this reading. ``label_delay`` is in the publisher's
+    delay unit (seconds, or readings sent after this one). ``ts`` None means "the send time".
+    """
+
+    event_id: str
+    sensor_id: str
+    features: dict[str, float]
+    label: Label | None = None
+    label_delay: float = 0.0
+    ts: int | str | None = None
+
+
+def run_prefix() -> str:
+    """A random prefix for this run's event ids.
+
+    Seeds make the *content* of a run reproducible; ids must still differ between runs so two
+    runs into the same topics never collide in the learner's join. ``<prefix>-<sequence>`` keeps
+    both: strip the prefix and two runs with one seed line up event by event.
+    """
+    return uuid.uuid4().hex[:12]
+
+
+def plain_label(value: Any) -> Label | None:
+    """A label as JSON carries it: bool, int, str or finite float; numpy scalars unwrapped.
+
+    None, NaN and infinities mean "no label" (the schema refuses non-finite labels).
+    """
+    if value is None:
+        return None
+    if hasattr(value, "item") and not isinstance(value, str | bytes):
+        value = value.item()  # numpy scalar -> the Python value it holds
+    if isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    raise TypeError(f"label {value!r} of type {type(value).__name__} is not bool/int/str/float")
