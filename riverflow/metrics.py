@@ -168,6 +168,12 @@ class LearnerMetrics:
             P + "pending_feedback", "Labels waiting for their prediction", registry=r
         )
         self.learned = Counter(P + "learned", "Events the model learned from", registry=r)
+        self.unlabelled_predictions = Counter(
+            P + "unlabelled_predictions",
+            "Predictions dropped before a label came: ttl passed (expired) or memory bound (evicted)",
+            ["reason"],
+            registry=r,
+        )
         self.learn_latency = Histogram(
             P + "learn_latency_seconds",
             "One learn_one call",
