@@ -1,0 +1,269 @@
+"""The Prometheus configs, alert rules and dashboard queries, checked by Prometheus itself.
+
+promtool validates both configs and runs the alert unit tests; a real Prometheus, started with
+the local config the way `riverflow up --prometheus` runs it, scrapes the metric families of
+riverflow/metrics.py and answers every dashboard query. A missing promtool or prometheus binary
+fails these tests (`apt-get install prometheus` provides both).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from prometheus_client import CollectorRegistry, start_http_server
+
+from riverflow.metrics import InferenceMetrics, LearnerMetrics
+from tests.dashboards import panel_queries
+
+ROOT = Path(__file__).resolve().parents[2]
+PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
+ALERTS = PROMETHEUS_DIR / "alerts.yml"
+SEVERITIES = {"critical", "warning", "info"}
+
+
+def binary(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} is not installed: `apt-get install prometheus` provides it")
+    return path
+
+
+def promtool(*args: str | Path, cwd: Path = PROMETHEUS_DIR) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [binary("promtool"), *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def alert_rules() -> list[dict[str, Any]]:
+    groups = yaml.safe_load(ALERTS.read_text())["groups"]
+    return [rule for group in groups for rule in group["rules"] if "alert" in rule]
+
+
+def local_run_dir(run: Path, targets: dict[str, list[str]]) -> Path:
+    """What a local runner prepares: the local config and the rules, and a target file per
+    job (job name -> host:port list). Returns the config path."""
+    shutil.copy(PROMETHEUS_DIR / "prometheus.local.yml", run / "prometheus.yml")
+    shutil.copy(ALERTS, run / "alerts.yml")
+    (run / "targets").mkdir(exist_ok=True)
+    for job, addresses in targets.items():
+        (run / "targets" / f"{job}.json").write_text(json.dumps([{"targets": addresses}]))
+    return run / "prometheus.yml"
+
+
+# --------------------------------------------------------------------------- promtool
+
+
+def test_compose_config_is_valid() -> None:
+    result = promtool("check", "config", "prometheus.yml")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_local_config_is_valid_with_its_target_files(tmp_path: Path) -> None:
+    config = local_run_dir(
+        tmp_path, {"inference": ["127.0.0.1:8000", "127.0.0.1:8002"], "learner": ["127.0.0.1:8001"]}
+    )
+    result = promtool("check", "config", config, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "WARNING" not in result.stdout + result.stderr
+
+
+def test_alert_rules_are_valid() -> None:
+    result = promtool("check", "rules", ALERTS)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_alert_rules_pass_their_unit_tests() -> None:
+    result = promtool("test", "rules", "alerts_test.yml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+
+def test_every_alert_is_tested_firing_and_silent() -> None:
+    tests = yaml.safe_load((PROMETHEUS_DIR / "alerts_test.yml").read_text())["tests"]
+    cases = [case for test in tests for case in test.get("alert_rule_test", [])]
+    for rule in alert_rules():
+        name = rule["alert"]
+        outcomes = {bool(c.get("exp_alerts")) for c in cases if c["alertname"] == name}
+        assert outcomes == {True, False}, f"{name} needs a firing and a silent case"
+
+
+def test_every_alert_has_a_severity_and_explains_itself() -> None:
+    for rule in alert_rules():
+        assert rule["labels"]["severity"] in SEVERITIES, rule["alert"]
+        assert rule["annotations"]["summary"] and rule["annotations"]["description"]
+
+
+def test_dashboard_queries_are_valid_promql(tmp_path: Path) -> None:
+    # promtool has no query checker; recording rules make it parse every expression.
+    rules = [
+        {"record": f"riverflow_dashboard:query_{i}", "expr": q.expr}
+        for i, q in enumerate(panel_queries("1m"))
+    ]
+    path = tmp_path / "dashboard_queries.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboards", "rules": rules}]}))
+    result = promtool("check", "rules", path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --------------------------------------------------------------------------- a real Prometheus
+
+
+def exercise_inference(metrics: InferenceMetrics) -> None:
+    """One sample in every inference family (and every label the dashboards group by)."""
+    metrics.predictions.inc(10)
+    metrics.invalid_events.labels(reason="schema").inc()
+    metrics.dead_letters.labels(stage="validate").inc()
+    metrics.predict_latency.observe(3e-5)
+    metrics.end_to_end_latency.observe(0.02)
+    metrics.batch_latency.observe(0.004)
+    metrics.model_version.set(3)
+    metrics.model_swaps.inc()
+    metrics.snapshot_rejected.labels(reason="unsigned").inc()
+    metrics.feature_drift_detections.labels(feature="temperature").inc()
+    metrics.feature_drift_score.labels(feature="temperature").set(0.4)
+    metrics.add_lag(lambda: [(["sensor-readings", "0"], 5.0)])
+    metrics.add_model_age(lambda: 12.0)
+
+
+def exercise_learner(metrics: LearnerMetrics) -> None:
+    for outcome in ("joined", "expired", "duplicate", "invalid"):
+        metrics.feedback.labels(outcome=outcome).inc()
+    metrics.feedback_delay.observe(2.0)
+    metrics.pending_predictions.set(40)
+    metrics.pending_feedback.set(2)
+    metrics.learned.inc(8)
+    metrics.learn_latency.observe(5e-5)
+    for source in ("served", "learner"):
+        for window in ("rolling", "cumulative"):
+            metrics.model_metric.labels(source=source, metric="accuracy", window=window).set(0.9)
+    metrics.concept_drift_detections.labels(detector="adwin").inc()
+    metrics.model_version.set(4)
+    metrics.snapshots_published.inc()
+    metrics.snapshot_bytes.set(2048)
+    metrics.snapshot_latency.observe(0.01)
+    metrics.add_lag(lambda: [(["predictions", "0"], 1.0), (["sensor-feedback", "0"], 0.0)])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return json.load(response)
+
+
+@pytest.fixture
+def workers() -> Iterator[dict[str, list[str]]]:
+    """Two inference replicas and a learner serving riverflow's metric families."""
+    registries: dict[str, list[CollectorRegistry]] = {"inference": [], "learner": []}
+    for _ in range(2):
+        inference = InferenceMetrics()
+        exercise_inference(inference)
+        registries["inference"].append(inference.registry)
+    learner = LearnerMetrics()
+    exercise_learner(learner)
+    registries["learner"].append(learner.registry)
+    servers = []
+    targets: dict[str, list[str]] = {}
+    for job, job_registries in registries.items():
+        for registry in job_registries:
+            server, _ = start_http_server(0, addr="127.0.0.1", registry=registry)
+            servers.append(server)
+            targets.setdefault(job, []).append(f"127.0.0.1:{server.server_port}")
+    try:
+        yield targets
+    finally:
+        for server in servers:
+            server.shutdown()
+            server.server_close()
+
+
+@pytest.fixture
+def prometheus(tmp_path: Path, workers: dict[str, list[str]]) -> Iterator[str]:
+    """A Prometheus started with the local config; yields its base URL."""
+    config = local_run_dir(tmp_path, workers)
+    address = f"127.0.0.1:{free_port()}"
+    log = (tmp_path / "prometheus.log").open("w")
+    process = subprocess.Popen(
+        [
+            binary("prometheus"),
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'data'}",
+            f"--web.listen-address={address}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://{address}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/-/ready", timeout=2).close()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(
+                        "Prometheus did not start:\n" + (tmp_path / "prometheus.log").read_text()
+                    )
+                time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+
+
+def query(url: str, expr: str) -> list[Any]:
+    answer = get_json(f"{url}/api/v1/query?" + urllib.parse.urlencode({"query": expr}))
+    assert answer["status"] == "success", (expr, answer)
+    result: list[Any] = answer["data"]["result"]
+    return result
+
+
+def test_every_dashboard_query_answers_from_worker_metrics(prometheus: str) -> None:
+    queries = panel_queries("1m")
+    deadline = time.monotonic() + 60
+    empty = queries
+    while empty and time.monotonic() < deadline:
+        time.sleep(1)
+        # rate() needs two scrapes of a target: retry until every query has an answer.
+        empty = [q for q in empty if not query(prometheus, q.expr)]
+    assert empty == [], "queries without data:\n" + "\n".join(map(str, empty))
+    jobs = {r["metric"]["job"] for r in query(prometheus, "up == 1")}
+    assert jobs == {"inference", "learner"}
+    assert len(query(prometheus, 'up{job="inference"} == 1')) == 2
+
+
+def test_alert_rules_evaluate_on_worker_metrics(prometheus: str) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        groups = get_json(f"{prometheus}/api/v1/rules")["data"]["groups"]
+        rules = [r for g in groups for r in g["rules"]]
+        # A rule not evaluated yet reports the zero time, 0001-01-01T00:00:00Z.
+        if rules and not any(r["lastEvaluation"].startswith("0001") for r in rules):
+            break
+        assert time.monotonic() < deadline, "the alert rules were never evaluated"
+        time.sleep(1)
+    assert {r["name"] for r in rules} == {r["alert"] for r in alert_rules()}
+    failing = {r["name"]: r.get("lastError") for r in rules if r["health"] != "ok"}
+    assert failing == {}
