@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -135,11 +135,10 @@ class Publisher:
             parts.append(note)
         return ", ".join(parts)
 
-    def _send_readings(self, source: Any) -> None:
+    def _send_readings(self, source: Iterator[Outgoing]) -> None:
         report, labels = self.report, self._labels
         start = self.clock()
         pacer = Pacer(self.rate, start)
-        last_sent = start
         while True:
             now = self.clock()
             self._send_labels(labels.pop_due(self._label_now(now)))
@@ -157,12 +156,12 @@ class Publisher:
                 break
             self._send_reading(event)
             report.readings += 1
-            last_sent = self.clock()
+            sent_at = self.clock()
+            report.elapsed_s = sent_at - start
             if event.label is not None:
-                base = last_sent if self.delay_unit == "seconds" else report.readings
+                base = sent_at if self.delay_unit == "seconds" else report.readings
                 labels.push(base + event.label_delay, event)
             self.progress.update(report.readings, report.labels, len(labels))
-        report.elapsed_s = last_sent - start
         if pacer.rebased:
             log.warning(
                 "fell behind by over a second %d times: the schedule restarted", pacer.rebased
