@@ -147,6 +147,7 @@ def exercise_learner(metrics: LearnerMetrics) -> None:
     metrics.pending_predictions.set(40)
     metrics.pending_feedback.set(2)
     metrics.learned.inc(8)
+    metrics.unlabelled_predictions.labels(reason="evicted").inc()
     metrics.learn_latency.observe(5e-5)
     for source in ("served", "learner"):
         for window in ("rolling", "cumulative"):

@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from riverflow.cli import build_parser, settings_from
+from riverflow.metrics import InferenceMetrics, LearnerMetrics
 from riverflow.settings import Settings, load_settings
 from tests.dashboards import load_dashboards, panel_queries, panels
 
@@ -392,3 +393,17 @@ def test_every_panel_query_uses_only_known_variables() -> None:
     assert len(queries) >= 40
     assert not [q for q in queries if "$" in q.expr]
     assert not [q for q in queries if not q.expr.strip()]
+
+
+def test_dashboards_show_every_metric_family() -> None:
+    inference, learner = InferenceMetrics(), LearnerMetrics()
+    inference.add_lag(list)
+    inference.add_model_age(float)
+    families = {f.name for m in (inference, learner) for f in m.registry.collect()}
+    exprs = [q.expr for q in panel_queries("1m")]
+    unseen = [
+        name
+        for name in sorted(families)
+        if not any(re.search(rf"{name}(_total|_bucket|_count|_sum)?(?!\w)", e) for e in exprs)
+    ]
+    assert unseen == []
