@@ -1,0 +1,286 @@
+"""``riverflow up``: the whole pipeline on this machine, with a live summary.
+
+Starts the local Kafka when nothing is configured, creates the topics, runs the simulator (with a
+drift point), inference and the learner as child processes (and a local Prometheus with
+``--prometheus``), and refreshes a summary read from the workers' own /metrics pages. Ctrl-C or
+the end of ``--duration`` stops everything in dependency order: producer, inference, learner,
+Prometheus, and the broker last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+from riverflow.cli import settings_from
+from riverflow.lifecycle import Stopper
+from riverflow.local_kafka import LocalKafka, default_data_dir
+from riverflow.local_prometheus import LocalPrometheus
+from riverflow.scrape import Page, quantile
+from riverflow.topics import create_topics
+
+log = logging.getLogger(__name__)
+
+# The summary compares metric snapshots this many seconds apart: long enough for a stable
+# rate and p99, short enough to show a change within seconds.
+WINDOW_S = 5.0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", dest="model", help="preset or module:factory (default logreg)")
+    parser.add_argument("--duration", type=float, help="stop after this many seconds")
+    parser.add_argument("--rate", type=float, default=200.0, help="readings/s (default 200)")
+    parser.add_argument("--sensors", type=int, default=20, help="fleet size (default 20)")
+    parser.add_argument(
+        "--drift-at",
+        type=int,
+        default=6000,
+        help="reading number where the concept changes (default 6000, "
+        "30 s at the default rate; 0 = never)",
+    )
+    parser.add_argument(
+        "--label-delay",
+        type=float,
+        default=2.0,
+        help="seconds from a reading to its label (default 2)",
+    )
+    parser.add_argument("--replicas", type=int, default=2, help="inference processes (default 2)")
+    parser.add_argument(
+        "--metrics-port",
+        dest="metrics_port",
+        type=int,
+        help="first metrics port (default 8000): inference 8000, 8002, ..., learner 8001",
+    )
+    parser.add_argument(
+        "--prometheus",
+        action="store_true",
+        help="also run a local Prometheus (needs the prometheus binary)",
+    )
+    parser.add_argument("--prometheus-port", type=int, default=9090)
+    parser.add_argument(
+        "--kafka-port",
+        type=int,
+        default=9092,
+        help="port of the local broker started when none is configured",
+    )
+
+
+@dataclass
+class Child:
+    name: str
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+
+
+class Up:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.base_port = args.metrics_port or 8000
+        self.infer_ports = [self.base_port + (0 if i == 0 else i + 1) for i in range(args.replicas)]
+        self.learn_port = self.base_port + 1
+        self.run_dir = (
+            default_data_dir(args.kafka_port).parent / "up" / time.strftime("%Y%m%d-%H%M%S")
+        )
+        self.children: list[Child] = []
+        self.broker: LocalKafka | None = None
+        self.prometheus: LocalPrometheus | None = None
+        self.history: deque[tuple[float, Page]] = deque()
+        self.started = time.monotonic()
+        self.lines_drawn = 0
+
+    # -- start -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ)
+        if "RIVERFLOW_BOOTSTRAP_SERVERS" not in env and not self.args.bootstrap_servers:
+            self.broker = LocalKafka(self.args.kafka_port)
+            print(f"starting local Kafka on 127.0.0.1:{self.args.kafka_port} ...", flush=True)
+            env["RIVERFLOW_BOOTSTRAP_SERVERS"] = self.broker.start()
+        elif self.args.bootstrap_servers:
+            env["RIVERFLOW_BOOTSTRAP_SERVERS"] = self.args.bootstrap_servers
+        self.env = env
+        settings = settings_from(
+            argparse.Namespace(
+                bootstrap_servers=env["RIVERFLOW_BOOTSTRAP_SERVERS"], model=self.args.model
+            )
+        )
+        self.model = settings.model
+        for line in create_topics(settings):
+            log.info("topics: %s", line)
+        if self.args.prometheus:
+            self.prometheus = LocalPrometheus(
+                self.run_dir / "prometheus", self.args.prometheus_port
+            )
+            self.prometheus.set_targets("inference", self.infer_ports)
+            self.prometheus.set_targets("learner", [self.learn_port])
+            print(f"Prometheus on {self.prometheus.start()}", flush=True)
+        self.spawn(
+            "learner", "learn", "--model", self.model, "--metrics-port", str(self.learn_port)
+        )
+        for i, port in enumerate(self.infer_ports):
+            self.spawn(
+                f"inference-{i}", "infer", "--model", self.model, "--metrics-port", str(port)
+            )
+        sim = [
+            "simulate",
+            "--rate",
+            str(self.args.rate),
+            "--sensors",
+            str(self.args.sensors),
+            "--label-delay",
+            str(self.args.label_delay),
+        ]
+        if self.args.drift_at:
+            sim += ["--drift-at", str(self.args.drift_at)]
+        self.spawn("simulator", *sim)
+        print(f"logs in {self.run_dir}", flush=True)
+
+    def spawn(self, name: str, *argv: str) -> None:
+        path = self.run_dir / f"{name}.log"
+        with open(path, "wb") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "riverflow", "--log-level", "INFO", *argv],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # Ctrl-C reaches only us; we stop children in order
+            )
+        self.children.append(Child(name, proc, path))
+
+    # -- summary -----------------------------------------------------------------------------
+
+    def scrape(self) -> Page:
+        urls = [f"http://127.0.0.1:{p}/metrics" for p in [*self.infer_ports, self.learn_port]]
+        return Page.fetch(urls)
+
+    def summary(self) -> list[str]:
+        now = time.monotonic()
+        page = self.scrape()
+        self.history.append((now, page))
+        while len(self.history) > 2 and now - self.history[1][0] >= WINDOW_S:
+            self.history.popleft()
+        then, old = self.history[0]
+        dt = max(now - then, 1e-9)
+        rate = (
+            page.sum("riverflow_predictions_total") - old.sum("riverflow_predictions_total")
+        ) / dt
+        p99 = quantile(
+            0.99,
+            page.buckets("riverflow_end_to_end_latency_seconds"),
+            old.buckets("riverflow_end_to_end_latency_seconds"),
+        )
+        served = page.max(
+            "riverflow_model_metric", source="served", metric="accuracy", window="rolling"
+        )
+        learner = page.max(
+            "riverflow_model_metric", source="learner", metric="accuracy", window="rolling"
+        )
+        versions = [v for _, v in page.select("riverflow_model_version")]
+        elapsed = int(now - self.started)
+        return [
+            f"riverflow up  {elapsed // 60:02d}:{elapsed % 60:02d}  model {self.model}  "
+            f"(Ctrl-C stops)",
+            f"  throughput     {rate:8.0f} predictions/s   total "
+            f"{page.sum('riverflow_predictions_total'):,.0f}",
+            f"  latency p99    {_ms(p99):>8} end to end",
+            f"  lag            {page.sum('riverflow_consumer_lag'):8,.0f} records",
+            f"  model version  {_versions(versions):>8}   learned "
+            f"{page.sum('riverflow_learned_total'):,.0f}",
+            f"  accuracy       {_num(served):>8} served (rolling)   {_num(learner)} learner",
+            f"  drift          {page.sum('riverflow_feature_drift_detections_total'):8.0f} "
+            f"feature   {page.sum('riverflow_concept_drift_detections_total'):.0f} concept",
+            f"  dead letters   {page.sum('riverflow_dead_letters_total'):8.0f}",
+        ]
+
+    def draw(self, lines: list[str]) -> None:
+        if sys.stdout.isatty():
+            if self.lines_drawn:
+                sys.stdout.write(f"\x1b[{self.lines_drawn}F")
+            sys.stdout.write("".join(f"\x1b[2K{line}\n" for line in lines))
+            self.lines_drawn = len(lines)
+        else:
+            sys.stdout.write(" | ".join(part.strip() for part in lines) + "\n")
+        sys.stdout.flush()
+
+    # -- stop --------------------------------------------------------------------------------
+
+    def crashed(self) -> Child | None:
+        return next((c for c in self.children if c.proc.poll() is not None), None)
+
+    def stop(self) -> bool:
+        """Stop in dependency order; True when every child exited cleanly."""
+        clean = True
+        for prefix in ("simulator", "inference", "learner"):
+            group = [c for c in self.children if c.name.startswith(prefix)]
+            for c in group:
+                if c.proc.poll() is None:
+                    c.proc.terminate()
+            for c in group:
+                try:
+                    code = c.proc.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    log.warning("%s did not stop within 60 s; killing it", c.name)
+                    c.proc.kill()
+                    code = c.proc.wait()
+                if code not in (0, -15):
+                    clean = False
+                    print(f"{c.name} exited with {code}; see {c.log_path}", file=sys.stderr)
+        if self.prometheus is not None:
+            self.prometheus.stop()
+        if self.broker is not None:
+            self.broker.stop()
+        return clean
+
+
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:.1f} ms"
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _versions(values: list[float]) -> str:
+    if not values:
+        return "-"
+    lo, hi = int(min(values)), int(max(values))
+    return f"v{hi}" if lo == hi else f"v{lo}..v{hi}"
+
+
+def run(args: argparse.Namespace) -> int:
+    up = Up(args)
+    stopper = Stopper().install()
+    deadline = time.monotonic() + args.duration if args.duration else None
+    try:
+        up.start()
+        lines: list[str] = []
+        while not stopper.stopping:
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            failed = up.crashed()
+            if failed is not None:
+                print(
+                    f"{failed.name} stopped unexpectedly (exit {failed.proc.returncode}); "
+                    f"see {failed.log_path}",
+                    file=sys.stderr,
+                )
+                break
+            lines = up.summary()
+            up.draw(lines)
+            stopper.wait(1.0 if sys.stdout.isatty() else WINDOW_S)
+        print("stopping: simulator, inference, learner, then the broker ...", flush=True)
+        final = up.summary() if up.children else lines
+    finally:
+        clean = up.stop()
+    print("\n".join(["final summary:", *final[1:]]))
+    failed = up.crashed()
+    return 0 if clean and (failed is None or failed.proc.returncode in (0, -15)) else 1
