@@ -1,0 +1,478 @@
+"""``riverflow learn``: join feedback to served predictions, learn, evaluate, publish models.
+
+One learner is *active* per model; extra processes are standbys. Every learner joins the consumer
+group ``riverflow-learn-<model>`` subscribed to the one-partition models topic, and whoever holds
+that partition is active (the cooperative sticky assignor keeps it where it is when standbys
+come and go; a dead holder's partition moves after the session timeout).
+
+Becoming active (:class:`Session`): fence earlier learners of the model (see
+:mod:`consumers.model_publisher`), load the latest snapshot (or the preset, version 0), and
+resume the inputs from the checkpoint in its header (see :mod:`consumers.checkpoint`) with a
+manually assigned consumer: the snapshot, not group offsets, is the checkpoint. Then, batch by
+batch: decode, join, test-then-train, watch drift, and publish a snapshot every
+``snapshot_every`` learned events or ``snapshot_interval_s`` seconds when the model changed, at
+once after a drift reset, and on the way out (SIGTERM/SIGINT, ``--idle-exit``, revocation).
+
+Rebalance callbacks run inside ``group.poll``, which the loop calls between batches only, so they
+always see a consistent state.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from typing import Any
+
+from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
+from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
+
+from consumers.checkpoint import Checkpoint, PartitionReplay, Replay, partition_key, to_runs
+from consumers.learning import Learning, LearningConfig, check_label
+from consumers.model_publisher import Fenced, PublishFailed, SnapshotPublisher
+from consumers.snapshot_feed import SnapshotFeed
+from online_model.drift import DETECTORS, make_detector
+from online_model.presets import ModelSpec, resolve
+from online_model.snapshot import SnapshotHeader, dumps, loads
+from riverflow.cli import settings_from
+from riverflow.clients import consumer, producer, send_dead_letter
+from riverflow.errors import ConfigError, InvalidEvent
+from riverflow.lifecycle import Stopper
+from riverflow.metrics import LearnerMetrics, serve
+from riverflow.schemas import Decoder, Feedback, now_ms
+from riverflow.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DEFAULT_METRICS_PORT = 8001
+# A dead active learner is noticed after the session timeout; a standby then takes over in
+# another heartbeat or two: ~10-15 s in all. Heartbeats at a third of the session, as Kafka advises.
+SESSION_TIMEOUT_MS = 10_000
+HEARTBEAT_INTERVAL_MS = 3_000
+# A revoked learner publishes its final snapshot inside the rebalance callback, which holds up
+# the group's heartbeats: stay well inside the session timeout.
+REVOKE_PUBLISH_TIMEOUT_S = SESSION_TIMEOUT_MS / 1000 / 3
+# A standby checks for the models partition this often; an active learner waits at most this
+# long for input before it looks at snapshots and signals again.
+STANDBY_POLL_MS = 500
+BATCH_POLL_MS = 200
+# The active learner lets the group client run (rejoin when a standby arrives, callbacks) this
+# often and this long: a poll with no timeout cannot complete a rejoin, and one that waits
+# costs its whole timeout when there is nothing to fetch. 20 ms a second is 2% of the loop.
+GROUP_POLL_EVERY_S = 1.0
+GROUP_POLL_MS = 20
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", dest="model", help="preset or module:factory (default logreg)")
+    parser.add_argument(
+        "--metrics-port",
+        dest="metrics_port",
+        type=int,
+        help=f"Prometheus port (default {DEFAULT_METRICS_PORT}; 0 = off)",
+    )
+    parser.add_argument(
+        "--idle-exit",
+        dest="idle_exit_s",
+        type=float,
+        metavar="S",
+        help="stop cleanly (final snapshot) after S seconds without input",
+    )
+    parser.add_argument(
+        "--feedback-ttl",
+        dest="feedback_ttl_s",
+        type=float,
+        metavar="S",
+        help="event-time seconds a prediction waits for its label, and a label for its "
+        "prediction (default 3600)",
+    )
+    parser.add_argument(
+        "--max-pending",
+        dest="max_pending",
+        type=int,
+        help="most entries waiting per side; the oldest is evicted first (default 100000)",
+    )
+    parser.add_argument(
+        "--snapshot-every",
+        dest="snapshot_every",
+        type=int,
+        metavar="N",
+        help="publish a snapshot every N learned events (default 1000)",
+    )
+    parser.add_argument(
+        "--snapshot-interval",
+        dest="snapshot_interval_s",
+        type=float,
+        metavar="S",
+        help="... or every S seconds when the model changed (default 5)",
+    )
+    parser.add_argument(
+        "--on-drift",
+        dest="on_drift",
+        choices=["alert", "reset"],
+        help="on concept drift: count and log (alert, default), or also start a fresh model "
+        "and publish it at once (reset)",
+    )
+    parser.add_argument(
+        "--drift-detector",
+        dest="concept_drift_detector",
+        choices=sorted(DETECTORS),
+        help="detector on the learner's error stream (default adwin)",
+    )
+    parser.add_argument(
+        "--rolling-window",
+        dest="rolling_window",
+        type=int,
+        metavar="N",
+        help="events in the rolling window of the quality metrics (default 1000)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    spec = resolve(settings.model)
+    make_detector(settings.concept_drift_detector)  # a bad name is a usage error, found now
+    metrics = LearnerMetrics()
+    port = DEFAULT_METRICS_PORT if settings.metrics_port is None else settings.metrics_port
+    serve(metrics.registry, port)
+    stopper = Stopper(settings.idle_exit_s).install()
+    Learner(settings, spec, metrics, stopper).run()
+    return 0
+
+
+class Session:
+    """One stretch of being the active learner: from loading a snapshot to stepping down."""
+
+    def __init__(
+        self, settings: Settings, spec: ModelSpec, metrics: LearnerMetrics, dead_letters: Any
+    ) -> None:
+        self.settings = settings
+        self.spec = spec
+        self.metrics = metrics
+        self._dead_letters = dead_letters
+        self._key = (
+            settings.model_signing_key.get_secret_value().encode()
+            if settings.model_signing_key
+            else None
+        )
+        self.decoder = Decoder.from_settings(settings)
+        self.publisher = SnapshotPublisher(settings)
+        self.inputs: KafkaConsumer | None = None
+        try:
+            self.publisher.fence()
+            header, model = self._load()
+            self.version = header.version if header else 0
+            checkpoint = Checkpoint.from_header(header) if header else Checkpoint()
+            config = LearningConfig(
+                ttl_ms=int(settings.feedback_ttl_s * 1000),
+                max_pending=settings.max_pending,
+                window=settings.rolling_window,
+                detector=settings.concept_drift_detector,
+                on_drift=settings.on_drift,
+            )
+            self.learning = Learning(
+                spec,
+                config,
+                metrics,
+                self._dead_letter,
+                model=model,
+                learned=header.learned_count if header else 0,
+                watermark=checkpoint.watermark,
+            )
+            self.published_learned = self.learning.learned
+            self.published_at = time.monotonic()
+            self._resume(checkpoint)
+        except BaseException:
+            self.close()
+            raise
+        metrics.model_version.set(self.version)
+        self.lag: list[tuple[list[str], float]] = []
+
+    def _load(self) -> tuple[SnapshotHeader | None, Any]:
+        feed = SnapshotFeed(self.settings, self.settings.model_name)
+        try:
+            data = feed.latest()
+        finally:
+            feed.close(self.settings.shutdown_timeout_s)
+        if data is None:
+            log.info("no snapshot of %s yet: starting from the preset", self.settings.model_name)
+            return None, None
+        # A refused snapshot stops the learner: starting over from the preset would learn
+        # every feedback a second time into a lineage the inference consumers may not accept.
+        snap = loads(data, self._key, task=self.spec.task, model=self.settings.model_name)
+        h = snap.header
+        log.info(
+            "resuming %s from snapshot v%d (%d learned, %d bytes)",
+            h.model,
+            h.version,
+            h.learned_count,
+            snap.size,
+        )
+        return h, snap.model
+
+    def _resume(self, checkpoint: Checkpoint) -> None:
+        s = self.settings
+        inputs = self.inputs = consumer(s, group_id=None)
+        tps: list[TopicPartition] = []
+        for topic in (s.predictions_topic, s.feedback_topic):
+            partitions = inputs.partitions_for_topic(topic)
+            if not partitions:
+                raise ConfigError(f"topic {topic!r} does not exist: run `riverflow topics create`")
+            tps += [TopicPartition(topic, p) for p in sorted(partitions)]
+        inputs.assign(tps)
+        self.keys = {tp: partition_key(tp.topic, tp.partition) for tp in tps}
+        new = [tp for tp in tps if checkpoint.start(self.keys[tp]) is None]
+        first: dict[TopicPartition, int] = {}
+        if new:
+            reset = s.auto_offset_reset == "earliest"
+            first = inputs.beginning_offsets(new) if reset else inputs.end_offsets(new)
+        self.positions: dict[TopicPartition, int] = {}
+        self.replays: dict[TopicPartition, PartitionReplay] = {}
+        for tp in tps:
+            key = self.keys[tp]
+            start = checkpoint.start(key)
+            if start is None:
+                start = self.positions[tp] = first[tp]
+            else:
+                self.positions[tp] = checkpoint.positions[key]
+                if start < self.positions[tp]:
+                    self.replays[tp] = checkpoint.replay(key)
+            inputs.seek(tp, start)
+        if self.replays:
+            log.info(
+                "re-reading %d records still waiting at the snapshot",
+                sum(sum(e - b for b, e in runs) for runs in checkpoint.pending.values()),
+            )
+
+    # -- the batch loop ------------------------------------------------------------------
+
+    def batch(self) -> int:
+        """Consume one poll of both inputs; returns the number of records read."""
+        assert self.inputs is not None
+        polled = self.inputs.poll(timeout_ms=BATCH_POLL_MS)
+        predictions_topic = self.settings.predictions_topic
+        now = now_ms()
+        count = 0
+        for tp, records in polled.items():
+            count += len(records)
+            key = self.keys[tp]
+            replay = self.replays.get(tp)
+            is_prediction = tp.topic == predictions_topic
+            for record in records:
+                kind = replay.classify(record.offset) if replay else Replay.LIVE
+                if kind is Replay.SKIP:
+                    continue
+                if is_prediction:
+                    self._prediction(record, key, kind)
+                else:
+                    self._feedback(record, key, kind, now)
+            end = records[-1].offset + 1
+            if end > self.positions[tp]:
+                self.positions[tp] = end
+            if replay is not None and end >= replay.next:
+                del self.replays[tp]
+        self.learning.expire()
+        self.learning.export()
+        self._cache_lag()
+        return count
+
+    def _prediction(self, record: Any, key: str, kind: Replay) -> None:
+        try:
+            prediction = self.decoder.prediction(record.value)
+        except InvalidEvent as exc:
+            self._invalid(record, exc)
+            return
+        self.learning.add_prediction(prediction, record, key, record.offset, kind)
+
+    def _feedback(self, record: Any, key: str, kind: Replay, now: int) -> None:
+        try:
+            if kind is Replay.LIVE:
+                feedback = self.decoder.feedback(record.value, now)
+                check_label(self.spec.task, feedback.label)
+            else:  # validated when first read; its ts may have left the skew window since
+                feedback = Feedback.model_validate_json(record.value)
+        except InvalidEvent as exc:
+            self._invalid(record, exc)
+            return
+        self.learning.add_feedback(feedback, record, key, record.offset)
+
+    def _invalid(self, record: Any, exc: InvalidEvent) -> None:
+        self.metrics.feedback.labels("invalid").inc()
+        self._dead_letter(record, exc)
+
+    def _dead_letter(self, record: Any, exc: InvalidEvent) -> None:
+        log.debug("dead letter %s/%d/%d: %s", record.topic, record.partition, record.offset, exc)
+        self.metrics.invalid_events.labels(exc.reason).inc()
+        stage = send_dead_letter(self._dead_letters, self.settings.dead_letters_topic, record, exc)
+        self.metrics.dead_letters.labels(stage).inc()
+
+    def _cache_lag(self) -> None:
+        # Computed here, read by the scrape thread: kafka-python clients are not thread-safe.
+        assert self.inputs is not None
+        lag = []
+        for tp, position in self.positions.items():
+            end = self.inputs.highwater(tp)
+            if end is not None:
+                lag.append(([tp.topic, str(tp.partition)], float(max(0, end - position))))
+        self.lag = lag
+
+    # -- snapshots -----------------------------------------------------------------------
+
+    @property
+    def changed(self) -> bool:
+        return self.learning.replaced or self.learning.learned != self.published_learned
+
+    def snapshot_due(self) -> bool:
+        if self.learning.replaced:
+            return True
+        if not self.changed:
+            return False
+        s = self.settings
+        return (
+            self.learning.learned - self.published_learned >= s.snapshot_every
+            or time.monotonic() - self.published_at >= s.snapshot_interval_s
+        )
+
+    def publish(self, timeout_s: float) -> None:
+        """Publish model + checkpoint as the next version; raises Fenced or PublishFailed."""
+        started = time.perf_counter()
+        learning = self.learning
+        checkpoint = Checkpoint(
+            positions={self.keys[tp]: p for tp, p in self.positions.items()},
+            pending={str(k): to_runs(v) for k, v in learning.store.pending_offsets().items()},
+            watermark=learning.store.watermark,
+        )
+        header = SnapshotHeader(
+            model=self.settings.model_name,
+            version=self.version + 1,
+            task=self.spec.task,
+            learned_count=learning.learned,
+            positions=checkpoint.positions,
+            extra=checkpoint.header_extra(),
+        )
+        blob = dumps(header, learning.model, self._key)
+        # Dead letters of the records this checkpoint moves past must be stored first.
+        self._dead_letters.flush(timeout=timeout_s)
+        self.published_at = time.monotonic()  # also the retry back-off when publishing fails
+        self.publisher.publish(blob, timeout_s)
+        self.version = header.version
+        self.published_learned = learning.learned
+        learning.replaced = False
+        m = self.metrics
+        m.snapshots_published.inc()
+        m.snapshot_bytes.set(len(blob))
+        m.snapshot_latency.observe(time.perf_counter() - started)
+        m.model_version.set(self.version)
+        log.info(
+            "published %s v%d: %d learned, %d bytes",
+            header.model,
+            header.version,
+            header.learned_count,
+            len(blob),
+        )
+
+    def close(self) -> None:
+        timeout_s = self.settings.shutdown_timeout_s
+        if self.inputs is not None:
+            self.inputs.close(autocommit=False, timeout_ms=int(timeout_s * 1000))
+        self.publisher.close(timeout_s)
+
+
+class Learner(ConsumerRebalanceListener):
+    """Membership in the learners' group, and the loop that drives the active :class:`Session`."""
+
+    def __init__(
+        self, settings: Settings, spec: ModelSpec, metrics: LearnerMetrics, stopper: Stopper
+    ) -> None:
+        self.settings = settings
+        self.spec = spec
+        self.metrics = metrics
+        self.stopper = stopper
+        self.session: Session | None = None
+        self._models = TopicPartition(settings.models_topic, 0)
+        # Set when another learner fenced this one: do not take the model back before the group
+        # has rebalanced (this process may still believe it holds the models partition).
+        self._await_rebalance = False
+        metrics.add_lag(lambda: self.session.lag if self.session else [])
+
+    def run(self) -> None:
+        s = self.settings
+        group_id = s.group_id or f"riverflow-learn-{s.model_name}"
+        self.group = consumer(
+            s,
+            group_id=group_id,
+            session_timeout_ms=SESSION_TIMEOUT_MS,
+            heartbeat_interval_ms=HEARTBEAT_INTERVAL_MS,
+            partition_assignment_strategy=(CooperativeStickyAssignor,),
+        )
+        self.dead_letters = producer(s)
+        self.group.subscribe([s.models_topic], listener=self)
+        log.info("learner for %s joined group %s; waiting to be active", s.model_name, group_id)
+        group_polled = 0.0
+        try:
+            while not self.stopper.stopping:
+                if self.session is None:
+                    self.group.poll(timeout_ms=STANDBY_POLL_MS)
+                    if not self._await_rebalance and self._models in self.group.assignment():
+                        self._activate()
+                    continue
+                if time.monotonic() - group_polled >= GROUP_POLL_EVERY_S:
+                    self.group.poll(timeout_ms=GROUP_POLL_MS)
+                    group_polled = time.monotonic()
+                if self.session is not None:
+                    self._step()
+        finally:
+            self._step_down(publish=True, timeout_s=s.shutdown_timeout_s)
+            self.group.close(autocommit=False, timeout_ms=int(s.shutdown_timeout_s * 1000))
+            self.dead_letters.close(timeout=s.shutdown_timeout_s)
+
+    def _activate(self) -> None:
+        # The models partition only marks who is active; its records are read by the session.
+        self.group.pause(self._models)
+        log.info("active learner for %s", self.settings.model_name)
+        self.session = Session(self.settings, self.spec, self.metrics, self.dead_letters)
+
+    def _step(self) -> None:
+        session = self.session
+        assert session is not None
+        try:
+            self.stopper.saw_input(session.batch())
+            if session.snapshot_due():
+                session.publish(self.settings.shutdown_timeout_s)
+        except Fenced as exc:
+            log.warning("%s: standing by", exc)
+            self._await_rebalance = True
+            self._step_down(publish=False)
+        except PublishFailed as exc:
+            log.warning("%s; retrying in %.0fs", exc, self.settings.snapshot_interval_s)
+
+    def _step_down(self, publish: bool, timeout_s: float = 0.0) -> None:
+        session, self.session = self.session, None
+        if session is None:
+            return
+        try:
+            if publish and session.changed:
+                session.publish(timeout_s)
+        except (Fenced, PublishFailed) as exc:
+            log.warning("final snapshot not published: %s", exc)
+        finally:
+            session.close()
+
+    # -- rebalance callbacks (inside group.poll, between batches) ----------------------
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        # Activation happens in the loop, outside the group's IO thread.
+        self._await_rebalance = False
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        self._await_rebalance = False
+        if self._models in revoked and self.session is not None:
+            log.info("models partition revoked: publishing a final snapshot, standing by")
+            self._step_down(publish=True, timeout_s=REVOKE_PUBLISH_TIMEOUT_S)
+
+    def on_partitions_lost(self, lost: Any) -> None:
+        self._await_rebalance = False
+        if self._models in lost and self.session is not None:
+            # Another learner may already be active: leave without writing anything.
+            log.warning("membership lost (session expired?): standing by without a snapshot")
+            self._step_down(publish=False)

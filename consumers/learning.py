@@ -1,0 +1,210 @@
+"""The learner's state and what it does with each decoded message; Kafka stays in learner.py.
+
+One :class:`Learning` holds the model, the join store, the served and learner evaluators and
+the concept drift monitor. For every joined (prediction, feedback) pair it scores the served
+prediction, then tests and trains the current model (test-then-train). Anomaly models learn
+without labels from every new prediction; feedback only evaluates them.
+
+Counting (``feedback_total{outcome}``):
+
+- ``joined``: a pair that was learned (supervised) or evaluated (anomaly);
+- ``expired``: feedback that gave up waiting for its prediction: past the ttl, already older
+  than the ttl on arrival, or evicted by the memory bound;
+- ``duplicate``: a prediction or a feedback whose ``event_id`` already waits or joined;
+- ``invalid``: a prediction or feedback that could not be decoded, or whose pair the model
+  refused to learn (the feedback then goes to dead letters with stage ``learn``).
+
+Predictions that never get a label are normal (not every reading is labelled), so they are not
+feedback: ``unlabelled_predictions_total{reason=expired|evicted}`` counts them instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from consumers.checkpoint import Replay
+from consumers.join_store import Entry, Join, MemoryJoinStore, Outcome, Side
+from online_model.drift import ConceptDriftMonitor
+from online_model.evaluation import Evaluator, error, evaluate_one, served_scores
+from online_model.presets import ModelSpec
+from riverflow.errors import InvalidEvent
+from riverflow.metrics import LearnerMetrics
+from riverflow.schemas import Feedback, Prediction
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Served:
+    prediction: Prediction
+    score: float | None = None  # anomaly: the learner's own score, taken before learning x
+
+
+@dataclass(slots=True)
+class Labelled:
+    feedback: Feedback
+    record: Any  # the Kafka record, for a dead letter if the model refuses the pair
+
+
+@dataclass(frozen=True)
+class LearningConfig:
+    ttl_ms: int
+    max_pending: int
+    window: int
+    detector: str
+    on_drift: str  # "alert" | "reset"
+
+
+def check_label(task: str, label: Any) -> None:
+    """Refuse labels the task cannot use (InvalidEvent, stage validate)."""
+    if task == "regression" and (isinstance(label, bool) or not isinstance(label, int | float)):
+        raise InvalidEvent("schema", f"label {label!r}: a regression label must be a number")
+
+
+class Learning:
+    def __init__(
+        self,
+        spec: ModelSpec,
+        config: LearningConfig,
+        metrics: LearnerMetrics,
+        dead_letter: Callable[[Any, InvalidEvent], None],
+        model: Any = None,
+        learned: int = 0,
+        watermark: int = 0,
+    ) -> None:
+        self.spec = spec
+        self.task = spec.task
+        self.config = config
+        self.metrics = metrics
+        self.dead_letter = dead_letter
+        self.model = spec.build() if model is None else model
+        self.learned = learned
+        # True once a drift replaced the model: the learner publishes it at once.
+        self.replaced = False
+        self.store = MemoryJoinStore(config.ttl_ms, config.max_pending, watermark)
+        self.served = Evaluator(self.task, config.window)
+        self.evaluator = Evaluator(self.task, config.window)
+        self.drift = ConceptDriftMonitor(config.detector)
+        feedback = metrics.feedback
+        self._joined, self._expired = feedback.labels("joined"), feedback.labels("expired")
+        self._duplicate, self._invalid = feedback.labels("duplicate"), feedback.labels("invalid")
+        self._detections = metrics.concept_drift_detections.labels(config.detector)
+
+    def add_prediction(
+        self, prediction: Prediction, record: Any, source: str, offset: int, replay: Replay
+    ) -> None:
+        """Keep a prediction until its label comes, or join it with the label that waits.
+
+        A ``Replay.PENDING`` prediction was learned (anomaly) before the snapshot: it only waits
+        again. If an anomaly model refuses to learn it, ``record`` goes to dead letters.
+        """
+        served = Served(prediction)
+        learn_now = self.task == "anomaly" and replay is Replay.LIVE
+        if learn_now:
+            try:
+                served.score = float(self.model.score_one(prediction.features))
+            except Exception as exc:  # a custom model may refuse anything; never crash on data
+                self._refused(exc, record)
+                return
+        entry = Entry(prediction.event_id, prediction.event_ts, source, offset, served)
+        result = self.store.add(Side.PREDICTION, entry)
+        if result.outcome is Outcome.DUPLICATE:
+            self._duplicate.inc()
+            return
+        if learn_now:
+            self._learn(prediction.features, None, record)
+        if result.outcome is Outcome.LATE:
+            self.metrics.unlabelled_predictions.labels("expired").inc()
+        elif result.evicted is not None:
+            self.metrics.unlabelled_predictions.labels("evicted").inc()
+        elif result.join is not None:
+            self._on_join(result.join)
+
+    def add_feedback(self, feedback: Feedback, record: Any, source: str, offset: int) -> None:
+        """Join a label with its prediction, or keep it waiting for it. If the model refuses to
+        learn the pair, ``record`` goes to dead letters."""
+        entry = Entry(feedback.event_id, feedback.ts, source, offset, Labelled(feedback, record))
+        result = self.store.add(Side.FEEDBACK, entry)
+        if result.outcome is Outcome.DUPLICATE:
+            self._duplicate.inc()
+        elif result.outcome is Outcome.LATE or result.evicted is not None:
+            self._expired.inc()
+        elif result.join is not None:
+            self._on_join(result.join)
+
+    def _on_join(self, join: Join) -> None:
+        served: Served = join.prediction.value
+        labelled: Labelled = join.feedback.value
+        prediction, y = served.prediction, labelled.feedback.label
+        self.served.update(y, prediction.prediction, served_scores(self.task, y, prediction.scores))
+        if self.task == "anomaly":
+            self.evaluator.update(y, served.score)
+            err = error(self.task, y, served.score)
+        else:
+            x = prediction.features
+            try:
+                err = evaluate_one(self.model, self.task, x, y, self.evaluator)
+            except Exception as exc:  # a custom model may refuse anything; never crash on data
+                self._refused(exc, labelled.record)
+                return
+            if not self._learn(x, y, labelled.record):
+                return
+        self._joined.inc()
+        delay_ms = labelled.feedback.ts - prediction.event_ts
+        self.metrics.feedback_delay.observe(max(0, delay_ms) / 1e3)
+        if err is not None and self.drift.update(err):
+            self._on_drift(prediction.event_id)
+
+    def _learn(self, x: dict[str, float], y: Any, record: Any) -> bool:
+        start = time.perf_counter()
+        try:
+            if y is None:
+                self.model.learn_one(x)
+            else:
+                self.model.learn_one(x, y)
+        except Exception as exc:  # a custom model may refuse anything; never crash on data
+            self._refused(exc, record)
+            return False
+        self.metrics.learn_latency.observe(time.perf_counter() - start)
+        self.learned += 1
+        self.metrics.learned.inc()
+        return True
+
+    def _refused(self, exc: Exception, record: Any) -> None:
+        self._invalid.inc()
+        reason = f"the model refused to learn: {type(exc).__name__}: {exc}"
+        self.dead_letter(record, InvalidEvent("model_error", reason[:500], "learn"))
+
+    def _on_drift(self, event_id: str) -> None:
+        self._detections.inc()
+        action = self.config.on_drift
+        log.warning(
+            "concept drift detected by %s at event %s after %d learned events (on-drift %s)",
+            self.config.detector,
+            event_id,
+            self.learned,
+            action,
+        )
+        if action == "reset":
+            self.model = self.spec.build()
+            self.replaced = True
+
+    def expire(self) -> None:
+        for side, _ in self.store.expire():
+            if side is Side.FEEDBACK:
+                self._expired.inc()
+            else:
+                self.metrics.unlabelled_predictions.labels("expired").inc()
+
+    def export(self) -> None:
+        """Set the gauges that describe the current state (once per batch)."""
+        m = self.metrics
+        m.pending_predictions.set(self.store.pending(Side.PREDICTION))
+        m.pending_feedback.set(self.store.pending(Side.FEEDBACK))
+        for source, evaluator in (("served", self.served), ("learner", self.evaluator)):
+            for metric, window, value in evaluator.values():
+                m.model_metric.labels(source, metric, window).set(value)
