@@ -41,15 +41,20 @@ class LocalPrometheus:
         tmp.write_text(json.dumps([{"targets": [f"127.0.0.1:{p}" for p in ports]}]))
         tmp.replace(targets / f"{job}.json")  # atomic: Prometheus never reads half a file
 
-    def start(self, timeout_s: float = 30.0) -> str:
-        binary = shutil.which("prometheus")
-        if binary is None:
-            raise ConfigError("`prometheus` is not installed (Debian: apt-get install prometheus)")
+    def prepare(self) -> Path:
+        """Copy the repo's local config and alert rules into the run directory."""
         if not DEPLOY.is_dir():
             raise ConfigError(f"{DEPLOY} is missing: run from a riverflow source checkout")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         shutil.copy(DEPLOY / "prometheus.local.yml", self.run_dir / "prometheus.yml")
         shutil.copy(DEPLOY / "alerts.yml", self.run_dir / "alerts.yml")
+        return self.run_dir / "prometheus.yml"
+
+    def start(self, timeout_s: float = 30.0) -> str:
+        binary = shutil.which("prometheus")
+        if binary is None:
+            raise ConfigError("`prometheus` is not installed (Debian: apt-get install prometheus)")
+        self.prepare()
         log = open(self.run_dir / "prometheus.log", "wb")  # noqa: SIM115 - lives with the process
         self.proc = subprocess.Popen(
             [

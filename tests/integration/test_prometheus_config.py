@@ -23,6 +23,8 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry, start_http_server
 
+from riverflow.errors import RiverflowError
+from riverflow.local_prometheus import LocalPrometheus
 from riverflow.metrics import InferenceMetrics, LearnerMetrics
 from tests.dashboards import panel_queries
 
@@ -54,17 +56,6 @@ def alert_rules() -> list[dict[str, Any]]:
     return [rule for group in groups for rule in group["rules"] if "alert" in rule]
 
 
-def local_run_dir(run: Path, targets: dict[str, list[str]]) -> Path:
-    """What a local runner prepares: the local config and the rules, and a target file per
-    job (job name -> host:port list). Returns the config path."""
-    shutil.copy(PROMETHEUS_DIR / "prometheus.local.yml", run / "prometheus.yml")
-    shutil.copy(ALERTS, run / "alerts.yml")
-    (run / "targets").mkdir(exist_ok=True)
-    for job, addresses in targets.items():
-        (run / "targets" / f"{job}.json").write_text(json.dumps([{"targets": addresses}]))
-    return run / "prometheus.yml"
-
-
 # --------------------------------------------------------------------------- promtool
 
 
@@ -74,9 +65,10 @@ def test_compose_config_is_valid() -> None:
 
 
 def test_local_config_is_valid_with_its_target_files(tmp_path: Path) -> None:
-    config = local_run_dir(
-        tmp_path, {"inference": ["127.0.0.1:8000", "127.0.0.1:8002"], "learner": ["127.0.0.1:8001"]}
-    )
+    local = LocalPrometheus(tmp_path)
+    config = local.prepare()
+    local.set_targets("inference", [8000, 8002])
+    local.set_targets("learner", [8001])
     result = promtool("check", "config", config, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "WARNING" not in result.stdout + result.stderr
@@ -173,7 +165,7 @@ def get_json(url: str) -> Any:
 
 
 @pytest.fixture
-def workers() -> Iterator[dict[str, list[str]]]:
+def workers() -> Iterator[dict[str, list[int]]]:
     """Two inference replicas and a learner serving riverflow's metric families."""
     registries: dict[str, list[CollectorRegistry]] = {"inference": [], "learner": []}
     for _ in range(2):
@@ -184,12 +176,12 @@ def workers() -> Iterator[dict[str, list[str]]]:
     exercise_learner(learner)
     registries["learner"].append(learner.registry)
     servers = []
-    targets: dict[str, list[str]] = {}
+    targets: dict[str, list[int]] = {}
     for job, job_registries in registries.items():
         for registry in job_registries:
             server, _ = start_http_server(0, addr="127.0.0.1", registry=registry)
             servers.append(server)
-            targets.setdefault(job, []).append(f"127.0.0.1:{server.server_port}")
+            targets.setdefault(job, []).append(server.server_port)
     try:
         yield targets
     finally:
@@ -199,39 +191,20 @@ def workers() -> Iterator[dict[str, list[str]]]:
 
 
 @pytest.fixture
-def prometheus(tmp_path: Path, workers: dict[str, list[str]]) -> Iterator[str]:
-    """A Prometheus started with the local config; yields its base URL."""
-    config = local_run_dir(tmp_path, workers)
-    address = f"127.0.0.1:{free_port()}"
-    log = (tmp_path / "prometheus.log").open("w")
-    process = subprocess.Popen(
-        [
-            binary("prometheus"),
-            f"--config.file={config}",
-            f"--storage.tsdb.path={tmp_path / 'data'}",
-            f"--web.listen-address={address}",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://{address}"
+def prometheus(tmp_path: Path, workers: dict[str, list[int]]) -> Iterator[str]:
+    """A Prometheus started with the local config, as `riverflow up` runs it; yields its URL."""
+    binary("prometheus")
+    local = LocalPrometheus(tmp_path, free_port())
+    for job, ports in workers.items():
+        local.set_targets(job, ports)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/-/ready", timeout=2).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(
-                        "Prometheus did not start:\n" + (tmp_path / "prometheus.log").read_text()
-                    )
-                time.sleep(0.2)
+        url = local.start()
+    except RiverflowError as exc:
+        pytest.fail(f"Prometheus did not start: {exc}")
+    try:
         yield url
     finally:
-        process.terminate()
-        process.wait(timeout=30)
-        log.close()
+        local.stop()
 
 
 def query(url: str, expr: str) -> list[Any]:
