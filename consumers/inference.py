@@ -1,0 +1,371 @@
+"""``riverflow infer``: predict on every reading, hot-swap newer models, dead-letter bad input.
+
+One worker per process; scale out by starting more in the same consumer group (at most one per
+readings partition). Each poll batch is decoded and validated, predicted with the model current
+at the batch's start, produced to the predictions topic (bad input to dead-letters), and then
+its offsets are committed: after a flush (at-least-once, the default) or inside the batch's
+transaction (``--exactly-once``). Models are swapped only between batches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from kafka import AsyncConsumerRebalanceListener, OffsetAndMetadata, TopicPartition
+from kafka.errors import KafkaError
+
+from consumers.delivery import BatchFailed, Delivery, delivery_for
+from consumers.model_follower import ModelFollower, ServedModel
+from consumers.prediction_message import prediction_value
+from consumers.snapshot_feed import SnapshotFeed
+from online_model import tasks
+from online_model.drift import FeatureDriftMonitor
+from online_model.presets import resolve
+from riverflow.cli import settings_from
+from riverflow.clients import consumer
+from riverflow.errors import ConfigError, InvalidEvent
+from riverflow.lifecycle import Stopper
+from riverflow.metrics import InferenceMetrics, serve
+from riverflow.schemas import Decoder, Reading, now_ms
+from riverflow.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DEFAULT_METRICS_PORT = 8000
+# Short enough that signals, --idle-exit and new snapshots are noticed within a quarter second
+# when no readings arrive; poll returns at once when there are some.
+POLL_TIMEOUT_MS = 250
+# After a failed batch (broker unreachable, transaction aborted) before re-reading it.
+RETRY_BACKOFF_S = 1.0
+# Lag is a dashboard number: refreshing it once a second keeps position() calls off the hot path.
+LAG_REFRESH_S = 1.0
+
+
+class InferenceWorker:
+    """The consume-predict-produce loop of one process. Not thread-safe: one thread drives it
+    (the metrics thread only reads values the worker publishes)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        stopper: Stopper | None = None,
+        metrics: InferenceMetrics | None = None,
+    ) -> None:
+        spec = resolve(settings.model)
+        self.settings = settings
+        self.name = settings.model_name
+        self.task = spec.task
+        self.group_id = settings.group_id or f"riverflow-infer-{self.name}"
+        self.stopper = stopper or Stopper(settings.idle_exit_s)
+        self.metrics = metrics or InferenceMetrics()
+        self.decoder = Decoder.from_settings(settings)
+        self.drift = FeatureDriftMonitor(
+            settings.feature_drift_detector, settings.max_drift_features
+        )
+        key = settings.model_signing_key
+        self.follower = ModelFollower(
+            self.name,
+            self.task,
+            key.get_secret_value().encode() if key else None,
+            ServedModel(spec.build(), 0, now_ms()),
+        )
+        self.feed = SnapshotFeed(settings, self.name)
+        self.consumer = consumer(settings, group_id=self.group_id)
+        self.delivery: Delivery = delivery_for(settings, self.consumer, self.group_id)
+        self._drift_phase = 0  # index in the next batch of the next reading to sample
+        self._drift_tracked: set[str] = set()
+        self._lag: list[tuple[list[str], float]] = []
+        self._lag_at = 0.0
+        self.metrics.add_lag(lambda: self._lag)
+        self.metrics.add_model_age(lambda: time.time() - self.follower.current.created_ts / 1000)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Load the latest snapshot of the model, join the group, say what runs."""
+        latest = self.feed.latest()
+        if latest is not None:
+            self._offer(latest)
+        self.metrics.model_version.set(self.follower.current.version)
+        s = self.settings
+        self.consumer.subscribe([s.readings_topic], listener=_CommitOnRevoke(self))
+        log.info(
+            "infer: model %s (%s) v%d, group %s, %s -> %s, models %s, dead letters %s, %s",
+            self.name,
+            self.task,
+            self.follower.current.version,
+            self.group_id,
+            s.readings_topic,
+            s.predictions_topic,
+            s.models_topic,
+            s.dead_letters_topic,
+            self.delivery.name,
+        )
+
+    def run(self) -> None:
+        """Serve batches until a signal or ``--idle-exit`` asks to stop, then close."""
+        self.start()
+        try:
+            while not self.stopper.stopping:
+                self.step()
+        finally:
+            self.close()
+
+    def step(self, timeout_ms: int = POLL_TIMEOUT_MS) -> int:
+        """Follow the models topic, then poll and process one batch; returns records read."""
+        for value in self.feed.poll():
+            self._offer(value)
+        batch = self.consumer.poll(timeout_ms=timeout_ms)
+        count = sum(len(records) for records in batch.values())
+        self.stopper.saw_input(count)
+        if count and not self.process(batch):
+            self.stopper.wait(RETRY_BACKOFF_S)
+        if time.monotonic() - self._lag_at >= LAG_REFRESH_S:
+            self._refresh_lag()
+        return count
+
+    def close(self) -> None:
+        """Commit what is finished, then close every client, all within shutdown_timeout_s."""
+        deadline = time.monotonic() + self.settings.shutdown_timeout_s
+
+        def left() -> float:
+            return max(0.1, deadline - time.monotonic())
+
+        self.delivery.close(left())
+        self.consumer.close(autocommit=False, timeout_ms=int(left() * 1000))
+        self.feed.close(left())
+        log.info(
+            "infer stopped (%s): model %s v%d",
+            self.stopper.reason or "closed",
+            self.name,
+            self.follower.current.version,
+        )
+
+    # -- one batch -----------------------------------------------------------------------------
+
+    def process(self, batch: Mapping[TopicPartition, list[Any]]) -> bool:
+        """Predict, produce and commit one poll batch. Returns False when the batch must be
+        re-read (its partitions were rewound to the batch's first offsets)."""
+        started = time.perf_counter()
+        served = self.follower.current
+        model, version, task, name = served.model, served.version, self.task, self.name
+        decode = self.decoder.reading
+        predict = tasks.predict
+        observe_call = self.metrics.predict_latency.observe
+        clock = time.perf_counter
+        send = self.delivery.send
+        topic = self.settings.predictions_topic
+        now = now_ms()
+        valid: list[Reading] = []
+        refused: list[InvalidEvent] = []
+        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        try:
+            self.delivery.begin()
+            for tp, records in batch.items():
+                for record in records:
+                    try:
+                        reading = decode(record.value, now)
+                    except InvalidEvent as exc:
+                        self._dead_letter(record, exc, refused)
+                        continue
+                    try:
+                        t0 = clock()
+                        prediction, scores = predict(model, task, reading.features)
+                        observe_call(clock() - t0)
+                        value = prediction_value(
+                            reading, name, version, prediction, scores, time.time_ns() // 1_000_000
+                        )
+                    except Exception as exc:  # any estimator may raise on any reading
+                        error = InvalidEvent(
+                            "model_error",
+                            f"{name} v{version} raised {type(exc).__name__}: {exc}",
+                            "predict",
+                        )
+                        self._dead_letter(record, error, refused)
+                        continue
+                    send(topic, reading.sensor_id.encode(), value)
+                    valid.append(reading)
+                offsets[tp] = OffsetAndMetadata(records[-1].offset + 1, "", -1)
+            produced_ms = self.delivery.commit(offsets)
+        except (BatchFailed, KafkaError) as exc:
+            self._rewind(batch, exc)
+            return False
+        self._record(valid, refused, produced_ms, time.perf_counter() - started)
+        return True
+
+    def _dead_letter(self, record: Any, error: InvalidEvent, refused: list[InvalidEvent]) -> None:
+        self.delivery.dead_letter(self.settings.dead_letters_topic, record, error)
+        refused.append(error)
+
+    def _rewind(self, batch: Mapping[TopicPartition, list[Any]], exc: Exception) -> None:
+        self.delivery.abort()
+        owned = self.consumer.assignment()
+        for tp, records in batch.items():
+            if tp in owned:  # a rebalance may have given the partition away meanwhile
+                self.consumer.seek(tp, records[0].offset)
+        log.warning("batch of %d partitions failed, re-reading it: %s", len(batch), exc)
+
+    def _record(
+        self, valid: list[Reading], refused: list[InvalidEvent], produced_ms: int, took: float
+    ) -> None:
+        """Metrics and drift for a batch whose outputs are in Kafka."""
+        m = self.metrics
+        m.predictions.inc(len(valid))
+        observe_e2e = m.end_to_end_latency.observe
+        for reading in valid:
+            observe_e2e((produced_ms - reading.ts) / 1000)
+        self._update_drift(valid)
+        if refused:
+            for error in refused:
+                m.invalid_events.labels(error.reason).inc()
+                m.dead_letters.labels(error.stage).inc()
+            log.warning(
+                "dead-lettered %d of %d readings (%s)",
+                len(refused),
+                len(refused) + len(valid),
+                ", ".join(sorted({e.reason for e in refused})),
+            )
+        m.batch_latency.observe(took)
+
+    def _update_drift(self, valid: list[Reading]) -> None:
+        """Feed every Nth valid reading (feature_drift_every, counted across batches) to the
+        feature drift monitor and publish its detections and scores."""
+        m = self.metrics
+        every = self.settings.feature_drift_every
+        phase = self._drift_phase
+        update = self.drift.update
+        for reading in valid[phase::every]:
+            for feature in update(reading.features):
+                m.feature_drift_detections.labels(feature).inc()
+        self._drift_phase = (phase - len(valid)) % every
+        for feature, score in self.drift.scores.items():
+            if feature not in self._drift_tracked:  # show 0 detections, not an absent series
+                self._drift_tracked.add(feature)
+                m.feature_drift_detections.labels(feature)
+            m.feature_drift_score.labels(feature).set(score)
+
+    # -- models and lag ------------------------------------------------------------------------
+
+    def _offer(self, value: bytes | None) -> None:
+        verdict = self.follower.offer(value)
+        if verdict.action == "swap":
+            current = self.follower.current
+            self.metrics.model_swaps.inc()
+            self.metrics.model_version.set(current.version)
+            log.info(
+                "swapped in %s v%d (learned from %d events)",
+                self.name,
+                current.version,
+                current.learned_count,
+            )
+        elif verdict.action == "reject":
+            self.metrics.snapshot_rejected.labels(verdict.reason).inc()
+            log.error(
+                "refused a snapshot (%s): %s; still serving v%d",
+                verdict.reason,
+                verdict.message,
+                self.follower.current.version,
+            )
+        else:
+            log.debug("ignored a snapshot: %s", verdict.message)
+
+    def _refresh_lag(self) -> None:
+        """Cache each owned partition's lag for the scrape thread (which must not touch the
+        consumer): the end offset seen by the last fetch minus the position."""
+        self._lag_at = time.monotonic()
+        samples: list[tuple[list[str], float]] = []
+        for tp in sorted(self.consumer.assignment()):
+            high = self.consumer.highwater(tp)
+            position = self.consumer.position(tp, timeout_ms=100)
+            if high is not None and position is not None:
+                samples.append(([tp.topic, str(tp.partition)], float(max(0, high - position))))
+        self._lag = samples
+
+    def forget(self, partitions: Iterable[TopicPartition]) -> None:
+        gone = {(tp.topic, str(tp.partition)) for tp in partitions}
+        self._lag = [s for s in self._lag if (s[0][0], s[0][1]) not in gone]
+
+
+class _CommitOnRevoke(AsyncConsumerRebalanceListener):
+    """Commits finished-but-uncommitted offsets before partitions move to another worker.
+
+    kafka-python runs listeners on its IO thread while the worker thread waits inside poll(),
+    so no batch is in flight here and awaiting the commit keeps heartbeats going. Normally
+    nothing is pending (each batch commits); a commit that failed is retried here once, bounded
+    by the consumer's request timeout, far inside max.poll.interval.ms.
+    """
+
+    def __init__(self, worker: InferenceWorker) -> None:
+        self.worker = worker
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        self.worker.forget(revoked)
+        pending = self.worker.delivery.take_pending(revoked)
+        if not pending:
+            return
+        try:
+            await self.worker.consumer.commit_async(pending)
+            log.info("committed %d partitions' offsets before giving them away", len(pending))
+        except KafkaError as exc:
+            log.warning("commit on revocation failed (outputs will be repeated): %s", exc)
+
+    async def on_partitions_lost(self, lost: set[TopicPartition]) -> None:
+        # Evicted from the group: a commit would be refused; the new owner repeats the work.
+        self.worker.forget(lost)
+        self.worker.delivery.take_pending(lost)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        log.info("assigned %s", ", ".join(f"{tp.topic}/{tp.partition}" for tp in sorted(assigned)))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model",
+        dest="model",
+        metavar="NAME",
+        help="preset (logreg, hoeffding, arf, nb, linreg, htr, hst) or module:factory",
+    )
+    parser.add_argument(
+        "--metrics-port",
+        dest="metrics_port",
+        type=int,
+        metavar="P",
+        help=f"Prometheus metrics port (default {DEFAULT_METRICS_PORT}; 0: off)",
+    )
+    parser.add_argument(
+        "--idle-exit",
+        dest="idle_exit_s",
+        type=float,
+        metavar="S",
+        help="stop cleanly after S seconds without input",
+    )
+    parser.add_argument(
+        "--exactly-once",
+        dest="exactly_once",
+        action="store_true",
+        default=None,
+        help="Kafka transactions: predictions and offsets commit together",
+    )
+    parser.add_argument(
+        "--group-id", dest="group_id", help="consumer group (default riverflow-infer-<model>)"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    stopper = Stopper(settings.idle_exit_s).install()
+    worker = InferenceWorker(settings, stopper)
+    port = DEFAULT_METRICS_PORT if settings.metrics_port is None else settings.metrics_port
+    try:
+        serve(worker.metrics.registry, port)
+    except OSError as exc:
+        worker.close()
+        raise ConfigError(
+            f"cannot serve metrics on port {port} ({exc}): pass another --metrics-port"
+        ) from None
+    worker.run()
+    return 0
