@@ -59,8 +59,8 @@ class AtLeastOnce:
 
     name = "at-least-once"
 
-    def __init__(self, settings: Settings, consumer: KafkaConsumer) -> None:
-        self.producer = producer(settings)
+    def __init__(self, producer: KafkaProducer, consumer: KafkaConsumer) -> None:
+        self.producer = producer
         self._consumer = consumer
         self._futures: list[Any] = []
         self._pending: Offsets = {}
@@ -121,9 +121,8 @@ class Transactional:
 
     name = "exactly-once"
 
-    def __init__(self, settings: Settings, consumer: KafkaConsumer, group_id: str) -> None:
-        self.producer = producer(settings, transactional_id=f"{group_id}-{uuid.uuid4().hex}")
-        self.producer.init_transactions()
+    def __init__(self, producer: KafkaProducer, consumer: KafkaConsumer) -> None:
+        self.producer = producer
         self._consumer = consumer
         self._open = False
 
@@ -162,5 +161,7 @@ class Transactional:
 
 def delivery_for(settings: Settings, consumer: KafkaConsumer, group_id: str) -> Delivery:
     if settings.exactly_once:
-        return Transactional(settings, consumer, group_id)
-    return AtLeastOnce(settings, consumer)
+        prod = producer(settings, transactional_id=f"{group_id}-{uuid.uuid4().hex}")
+        prod.init_transactions()
+        return Transactional(prod, consumer)
+    return AtLeastOnce(producer(settings), consumer)

@@ -13,7 +13,7 @@ import argparse
 import logging
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from kafka import AsyncConsumerRebalanceListener, OffsetAndMetadata, TopicPartition
 from kafka.errors import KafkaError
@@ -34,6 +34,7 @@ from riverflow.schemas import Decoder, Reading, now_ms
 from riverflow.settings import Settings
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 DEFAULT_METRICS_PORT = 8000
 # Short enough that signals, --idle-exit and new snapshots are noticed within a quarter second
@@ -43,6 +44,16 @@ POLL_TIMEOUT_MS = 250
 RETRY_BACKOFF_S = 1.0
 # Lag is a dashboard number: refreshing it once a second keeps position() calls off the hot path.
 LAG_REFRESH_S = 1.0
+
+
+def every_nth(items: list[T], phase: int, every: int) -> tuple[list[T], int]:
+    """Items ``phase, phase + every, ...`` and the phase for the next list, so that a sample
+    taken batch by batch is the same as one taken over the whole stream.
+
+    >>> every_nth([0, 1, 2, 3, 4], 1, 3)
+    ([1, 4], 2)
+    """
+    return items[phase::every], (phase - len(items)) % every
 
 
 class InferenceWorker:
@@ -235,13 +246,13 @@ class InferenceWorker:
         """Feed every Nth valid reading (feature_drift_every, counted across batches) to the
         feature drift monitor and publish its detections and scores."""
         m = self.metrics
-        every = self.settings.feature_drift_every
-        phase = self._drift_phase
+        sample, self._drift_phase = every_nth(
+            valid, self._drift_phase, self.settings.feature_drift_every
+        )
         update = self.drift.update
-        for reading in valid[phase::every]:
+        for reading in sample:
             for feature in update(reading.features):
                 m.feature_drift_detections.labels(feature).inc()
-        self._drift_phase = (phase - len(valid)) % every
         for feature, score in self.drift.scores.items():
             if feature not in self._drift_tracked:  # show 0 detections, not an absent series
                 self._drift_tracked.add(feature)
