@@ -13,6 +13,9 @@ before the snapshot, and its effect is already in the model, so it is skipped. R
 ``next`` on are new. The rebuilt store therefore equals the one that was snapshotted: a pair is
 learned once, whether it joined before the snapshot (inside the model) or after (live).
 
+A snapshot taken while the re-reading is still under way must keep the waiting offsets that
+were not re-read yet (:meth:`PartitionReplay.unread`), or they would be lost at the next restart.
+
 >>> cp = Checkpoint({"p/0": 10}, {"p/0": to_runs([3, 4, 7])}, watermark=5)
 >>> cp.start("p/0"), cp.pending["p/0"]
 (3, [[3, 5], [7, 8]])
@@ -48,6 +51,17 @@ def to_runs(offsets: Iterable[int]) -> list[list[int]]:
     return runs
 
 
+def _merge(runs: list[list[int]]) -> list[list[int]]:
+    """Disjoint runs in any order as sorted runs, adjacent ones joined."""
+    merged: list[list[int]] = []
+    for start, end in sorted(runs):
+        if merged and start == merged[-1][1]:
+            merged[-1][1] = end
+        else:
+            merged.append([start, end])
+    return merged
+
+
 class Replay(StrEnum):
     PENDING = "pending"  # below next and was waiting: back into the join store, not learned
     SKIP = "skip"  # below next and already handled before the snapshot
@@ -55,18 +69,28 @@ class Replay(StrEnum):
 
 
 class PartitionReplay:
-    """Classifies re-read offsets of one partition against its checkpoint."""
+    """Classifies the re-read offsets of one partition against its checkpoint, in offset order,
+    and remembers how far the re-reading got."""
 
     def __init__(self, next_offset: int, runs: list[list[int]]) -> None:
         self.next = next_offset
         self._starts = [start for start, _ in runs]
         self._ends = [end for _, end in runs]
+        self.cursor = self._starts[0] if runs else next_offset  # the next offset to re-read
 
     def classify(self, offset: int) -> Replay:
+        self.cursor = offset + 1
         if offset >= self.next:
             return Replay.LIVE
         i = bisect_right(self._starts, offset) - 1
         return Replay.PENDING if i >= 0 and offset < self._ends[i] else Replay.SKIP
+
+    def unread(self) -> list[list[int]]:
+        """The waiting runs not re-read yet: they still wait, as far as any checkpoint knows."""
+        cursor = self.cursor
+        return [
+            [max(s, cursor), e] for s, e in zip(self._starts, self._ends, strict=True) if e > cursor
+        ]
 
 
 @dataclass
@@ -74,6 +98,23 @@ class Checkpoint:
     positions: dict[str, int] = field(default_factory=dict)
     pending: dict[str, list[list[int]]] = field(default_factory=dict)
     watermark: int = 0
+
+    @classmethod
+    def capture(
+        cls,
+        positions: dict[str, int],
+        waiting: dict[str, list[int]],
+        unread: dict[str, list[list[int]]],
+        watermark: int,
+    ) -> Checkpoint:
+        """The checkpoint of a running learner: its positions, the sorted offsets waiting in its
+        join store, and the runs of a previous checkpoint it has not re-read yet."""
+        pending = {}
+        for key in waiting.keys() | unread.keys():
+            runs = _merge(to_runs(waiting.get(key, [])) + unread.get(key, []))
+            if runs:
+                pending[key] = runs
+        return cls(dict(positions), pending, watermark)
 
     @classmethod
     def from_header(cls, header: SnapshotHeader) -> Checkpoint:

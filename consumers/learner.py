@@ -27,7 +27,7 @@ from typing import Any
 from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
 
-from consumers.checkpoint import Checkpoint, PartitionReplay, Replay, partition_key, to_runs
+from consumers.checkpoint import Checkpoint, PartitionReplay, Replay, partition_key
 from consumers.learning import Learning, LearningConfig, check_label
 from consumers.model_publisher import Fenced, PublishFailed, SnapshotPublisher
 from consumers.snapshot_feed import SnapshotFeed
@@ -337,9 +337,10 @@ class Session:
         """Publish model + checkpoint as the next version; raises Fenced or PublishFailed."""
         started = time.perf_counter()
         learning = self.learning
-        checkpoint = Checkpoint(
+        checkpoint = Checkpoint.capture(
             positions={self.keys[tp]: p for tp, p in self.positions.items()},
-            pending={str(k): to_runs(v) for k, v in learning.store.pending_offsets().items()},
+            waiting={str(k): v for k, v in learning.store.pending_offsets().items()},
+            unread={self.keys[tp]: replay.unread() for tp, replay in self.replays.items()},
             watermark=learning.store.watermark,
         )
         header = SnapshotHeader(
