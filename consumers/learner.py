@@ -120,6 +120,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="detector on the learner's error stream (default adwin)",
     )
     parser.add_argument(
+        "--group-id",
+        dest="group_id",
+        help="consumer group of this model's learners (default riverflow-learn-<model>)",
+    )
+    parser.add_argument(
         "--rolling-window",
         dest="rolling_window",
         type=int,
