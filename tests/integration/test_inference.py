@@ -1,0 +1,362 @@
+"""`riverflow infer` against the real broker: predictions, dead letters, groups, shutdown, metrics.
+
+Helpers here are shared by the other test_inference_* modules.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from kafka import KafkaConsumer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
+from river import linear_model
+
+from riverflow.clients import admin, producer
+from riverflow.schemas import now_ms
+from riverflow.settings import Settings, kafka_kwargs
+
+# -- helpers --------------------------------------------------------------------------------------
+
+
+def reading(i: int, **overrides: Any) -> dict[str, Any]:
+    value: dict[str, Any] = {
+        "event_id": f"e{i}",
+        "sensor_id": f"s{i % 50}",
+        "ts": now_ms(),
+        "features": {"a": float(i % 10), "b": 0.5 * i, "c": -1.0},
+    }
+    value.update(overrides)
+    return value
+
+
+def produce(settings: Settings, values: Iterable[dict[str, Any] | bytes]) -> int:
+    """Send readings (dicts are JSON-encoded, bytes sent as they are); returns how many."""
+    p = producer(settings)
+    n = 0
+    for value in values:
+        if isinstance(value, dict):
+            key = str(value.get("sensor_id", "none")).encode()
+            raw = json.dumps(value).encode()
+        else:
+            key, raw = b"raw", value
+        p.send(settings.readings_topic, key=key, value=raw)
+        n += 1
+    p.flush()
+    p.close()
+    return n
+
+
+def read_all(
+    settings: Settings, topic: str, *, committed_only: bool = True, idle: float = 3.0
+) -> list[Any]:
+    """Every record of ``topic`` until ``idle`` seconds pass with nothing new."""
+    c = KafkaConsumer(
+        **kafka_kwargs(settings),
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level="read_committed" if committed_only else "read_uncommitted",
+    )
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or [])]
+        c.assign(tps)
+        c.seek_to_beginning(*tps)
+        out: list[Any] = []
+        last = time.monotonic()
+        while time.monotonic() - last < idle:
+            for records in c.poll(timeout_ms=300).values():
+                out.extend(records)
+                last = time.monotonic()
+        return out
+    finally:
+        c.close()
+
+
+def event_ids(records: list[Any]) -> Counter[str]:
+    return Counter(json.loads(r.value)["event_id"] for r in records)
+
+
+def committed_total(settings: Settings, group: str) -> int:
+    client = admin(settings)
+    try:
+        offsets = client.list_group_offsets(group)[group]
+    finally:
+        client.close()
+    return sum(o.offset for tp, o in offsets.items() if tp.topic == settings.readings_topic)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def scrape(port: int) -> dict[str, list[Any]]:
+    """Metric families by name -> samples; empty when the endpoint is not up yet."""
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read()
+    except OSError:
+        return {}
+    return {f.name: f.samples for f in text_string_to_metric_families(text.decode())}
+
+
+def value(metrics: dict[str, list[Any]], name: str, **labels: str) -> float | None:
+    """The sample called ``name`` (or ``name_total``) with ``labels``, from any family."""
+    for samples in metrics.values():
+        for sample in samples:
+            if sample.name in (name, name + "_total") and all(
+                sample.labels.get(k) == v for k, v in labels.items()
+            ):
+                return float(sample.value)
+    return None
+
+
+def wait_until(check: Callable[[], Any], timeout: float = 60, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def group() -> str:
+    return f"test-infer-{uuid.uuid4().hex[:8]}"
+
+
+def infer_args(group_id: str, *extra: str, model: str = "logreg") -> list[str]:
+    return ["infer", "--model", model, "--group-id", group_id, *extra]
+
+
+def stop(proc: subprocess.Popen[str], timeout: float = 30) -> int:
+    proc.send_signal(signal.SIGTERM)
+    return proc.wait(timeout=timeout)
+
+
+# Custom estimators for `--model tests.integration.test_inference:<factory>`.
+
+
+class _Exploding(linear_model.LogisticRegression):
+    """Raises on readings with a truthy "boom" feature: a model error, not a data error."""
+
+    def predict_proba_one(self, x: dict[Any, Any], **kwargs: Any) -> dict[Any, float]:
+        if x.get("boom"):
+            raise ArithmeticError("boom feature")
+        return super().predict_proba_one(x, **kwargs)
+
+
+def exploding() -> _Exploding:
+    return _Exploding()
+
+
+class _Slow(linear_model.LogisticRegression):
+    """Takes ~2 ms per prediction, so a test can stop the worker halfway through a backlog."""
+
+    def predict_proba_one(self, x: dict[Any, Any], **kwargs: Any) -> dict[Any, float]:
+        time.sleep(0.002)
+        return super().predict_proba_one(x, **kwargs)
+
+
+def slow() -> _Slow:
+    return _Slow()
+
+
+# -- tests ----------------------------------------------------------------------------------------
+
+
+def test_every_reading_gets_one_prediction_and_a_restart_continues(stack: Any) -> None:
+    s = stack(partitions=3)
+    g = group()
+    sent = [reading(i) for i in range(600)]
+    produce(s.settings, sent)
+    s.run(*infer_args(g, "--idle-exit", "3", "--metrics-port", "0"))
+    first = read_all(s.settings, s.settings.predictions_topic)
+    assert event_ids(first) == Counter(r["event_id"] for r in sent)
+
+    by_id = {r["event_id"]: r for r in sent}
+    for record in first:
+        p = json.loads(record.value)
+        src = by_id[p["event_id"]]
+        assert record.key == src["sensor_id"].encode()
+        assert (p["sensor_id"], p["event_ts"], p["features"]) == (
+            src["sensor_id"],
+            src["ts"],
+            src["features"],
+        )
+        assert (p["model"], p["model_version"]) == ("logreg", 0)
+        assert p["prediction"] in (True, False) and set(p["scores"]) == {"False", "True"}
+        assert p["predicted_ts"] >= p["event_ts"]
+    assert committed_total(s.settings, g) == 600
+
+    # A restart resumes from the committed offsets: only the new readings, none missed.
+    more = [reading(i) for i in range(600, 1000)]
+    produce(s.settings, more)
+    s.run(*infer_args(g, "--idle-exit", "3", "--metrics-port", "0"))
+    every = event_ids(read_all(s.settings, s.settings.predictions_topic))
+    assert every == Counter(r["event_id"] for r in sent + more)
+    assert committed_total(s.settings, g) == 1000
+
+
+def test_bad_input_is_dead_lettered_with_reasons_and_nothing_is_lost(stack: Any) -> None:
+    s = stack(partitions=2, max_features=16, max_message_bytes=2048)
+    g = group()
+    now = now_ms()
+    bad: list[tuple[dict[str, Any] | bytes, str, str]] = [
+        (b"this is not json", "decode", "not valid JSON"),
+        (b'{"event_id": "x1", "ts": 1}', "validate", "Field required"),
+        (
+            b'{"event_id":"x2","sensor_id":"s","ts":%d,"features":{"a":NaN}}' % now,
+            "validate",
+            "NaN and infinity",
+        ),
+        (reading(9001, features={f"f{i}": 1.0 for i in range(20)}), "validate", "max_features"),
+        (reading(9002, pad="x" * 3000), "validate", "max_message_bytes"),
+        (reading(9003, ts=now - 3 * 86_400_000), "validate", "max_ts_skew_s"),
+        (reading(9004, features={"a": 1.0, "boom": 1.0}), "predict", "ArithmeticError"),
+    ]
+    good = [reading(i) for i in range(300)]
+    produce(s.settings, [*good[:150], *(b for b, _, _ in bad), *good[150:]])
+    model = "tests.integration.test_inference:exploding"
+    s.run(*infer_args(g, "--idle-exit", "3", "--metrics-port", "0", model=model))
+
+    predictions = read_all(s.settings, s.settings.predictions_topic)
+    dead = read_all(s.settings, s.settings.dead_letters_topic)
+    assert event_ids(predictions) == Counter(r["event_id"] for r in good)
+    assert len(predictions) + len(dead) == len(good) + len(bad)
+    assert committed_total(s.settings, g) == len(good) + len(bad)
+
+    originals = {
+        (b if isinstance(b, bytes) else json.dumps(b).encode()): (stage, text)
+        for b, stage, text in bad
+    }
+    for record in dead:
+        headers = {k: v.decode() for k, v in record.headers}
+        stage, text = originals.pop(record.value)
+        assert headers["riverflow-stage"] == stage
+        assert text in headers["riverflow-reason"], headers
+        assert headers["riverflow-error"] == "InvalidEvent"
+        topic, partition, offset = headers["riverflow-source"].rsplit("/", 2)
+        assert topic == s.settings.readings_topic and int(offset) >= 0 and int(partition) in (0, 1)
+    assert originals == {}
+
+
+def test_two_workers_split_the_partitions_and_predict_everything(
+    stack: Any, tmp_path: Path
+) -> None:
+    s = stack(partitions=4)
+    g = group()
+    ports = [free_port(), free_port()]
+    procs = [
+        s.start(
+            *infer_args(g, "--metrics-port", str(port)), log_path=str(tmp_path / f"w{port}.log")
+        )
+        for port in ports
+    ]
+    try:
+        lags = [
+            wait_until(
+                lambda p=port: scrape(p).get("riverflow_consumer_lag"),  # type: ignore[misc]
+                what="both workers to report lag",
+            )
+            for port in ports
+        ]
+        # Each owns half of the partitions once the group settles.
+        wait_until(
+            lambda: all(len(scrape(p).get("riverflow_consumer_lag", [])) == 2 for p in ports),
+            what="a 2 + 2 split",
+        )
+        owned = [
+            {x.labels["partition"] for x in scrape(p)["riverflow_consumer_lag"]} for p in ports
+        ]
+        assert lags and owned[0].isdisjoint(owned[1]) and owned[0] | owned[1] == set("0123")
+
+        sent = [reading(i) for i in range(2000)]
+        produce(s.settings, sent)
+        counts = wait_until(
+            lambda: (
+                c
+                if sum(c := [value(scrape(p), "riverflow_predictions") or 0 for p in ports]) >= 2000
+                else None
+            ),
+            what="2000 predictions",
+        )
+        assert all(c > 0 for c in counts), counts
+    finally:
+        codes = [stop(p) for p in procs]
+    assert codes == [0, 0]
+    assert event_ids(read_all(s.settings, s.settings.predictions_topic)) == Counter(
+        r["event_id"] for r in sent
+    )
+
+
+def test_sigterm_leaves_no_finished_work_uncommitted(stack: Any, tmp_path: Path) -> None:
+    s = stack(partitions=3, max_poll_records=50)
+    g = group()
+    produce(s.settings, (reading(i) for i in range(20_000)))  # ~40 s of work for the slow model
+    log = tmp_path / "infer.log"
+    port = free_port()
+    proc = s.start(
+        *infer_args(g, "--metrics-port", str(port), model="tests.integration.test_inference:slow"),
+        log_path=str(log),
+    )
+    wait_until(
+        lambda: (value(scrape(port), "riverflow_predictions") or 0) > 500,
+        what="some predictions",
+    )
+    started = time.monotonic()
+    assert stop(proc) == 0
+    assert time.monotonic() - started < s.settings.shutdown_timeout_s
+    predictions = read_all(s.settings, s.settings.predictions_topic)
+    assert 500 < len(predictions) < 20_000, "stopped halfway"
+    assert len(event_ids(predictions)) == len(predictions)
+    assert committed_total(s.settings, g) == len(predictions)
+    assert "infer stopped (SIGTERM)" in log.read_text()
+
+
+def test_metrics_endpoint_serves_every_family(stack: Any, tmp_path: Path) -> None:
+    from tests.integration.test_inference_models import publish
+
+    s = stack(partitions=2, model_signing_key="metrics-key")
+    port = free_port()
+    proc = s.start(*infer_args(group(), "--metrics-port", str(port)), log_path=str(tmp_path / "l"))
+    try:
+        wait_until(lambda: scrape(port).get("riverflow_consumer_lag"), what="the endpoint")
+        produce(s.settings, [reading(i) for i in range(500)] + [b"{not json"])
+        publish(s.settings, "logreg", 1)
+        publish(s.settings, "logreg", 2, key=None)
+        m = wait_until(
+            lambda: (
+                mm
+                if (value(mm := scrape(port), "riverflow_predictions") or 0) >= 500
+                and value(mm, "riverflow_snapshot_rejected", reason="unsigned")
+                else None
+            ),
+            what="predictions and a refused snapshot",
+        )
+    finally:
+        assert stop(proc) == 0
+    assert value(m, "riverflow_invalid_events", reason="not_json") == 1
+    assert value(m, "riverflow_dead_letters", stage="decode") == 1
+    assert value(m, "riverflow_model_version") == 1
+    assert value(m, "riverflow_model_swaps") == 1
+    assert 0 <= (value(m, "riverflow_model_age_seconds") or -1) < 60
+    for histogram in ("predict_latency", "end_to_end_latency", "batch_latency"):
+        assert (value(m, f"riverflow_{histogram}_seconds_count") or 0) > 0, histogram
+    assert {x.labels["partition"] for x in m["riverflow_consumer_lag"]} == {"0", "1"}
+    assert all(x.value >= 0 for x in m["riverflow_consumer_lag"])
+    assert {x.labels["feature"] for x in m["riverflow_feature_drift_score"]} == {"a", "b", "c"}
+    assert {
+        x.labels["feature"]
+        for x in m["riverflow_feature_drift_detections"]
+        if x.name.endswith("_total")
+    } == {"a", "b", "c"}
