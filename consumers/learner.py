@@ -411,6 +411,12 @@ class Learner(ConsumerRebalanceListener):
             heartbeat_interval_ms=HEARTBEAT_INTERVAL_MS,
             partition_assignment_strategy=(CooperativeStickyAssignor,),
         )
+        # Metadata first: a missing topic is a usage error, and the assignor needs the partition.
+        if not self.group.partitions_for_topic(s.models_topic):
+            self.group.close(autocommit=False)
+            raise ConfigError(
+                f"models topic {s.models_topic!r} does not exist: run `riverflow topics create`"
+            )
         self.dead_letters = producer(s)
         self.group.subscribe([s.models_topic], listener=self)
         log.info("learner for %s joined group %s; waiting to be active", s.model_name, group_id)

@@ -1,0 +1,109 @@
+"""Exactly-once learning across SIGKILLs, with standby learners taking over."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from riverflow.clients import producer
+from tests.integration.learner_support import (
+    LearnerProcess,
+    base_ts,
+    feedback,
+    prediction,
+    snapshots,
+)
+
+MODEL = "tests.learner_models:counting"
+
+
+def plan(rng: random.Random, n: int) -> tuple[list[tuple[str, bytes, bytes]], set[int]]:
+    """Sends for ``n`` events over the predictions (p) and feedback (f) topics: 85% labelled,
+    some labels before their prediction, most up to 150 events after it; 3% of predictions
+    redelivered later (at-least-once inference)."""
+    ts = base_ts()
+    sends: list[tuple[float, str, bytes, bytes]] = []
+    labelled = set()
+    for i in range(n):
+        key = f"s{i % 10}".encode()
+        event = f"e{i}"
+        sends.append((i, "p", key, prediction(event, ts + 10 * i, {"n": float(i)})))
+        if rng.random() < 0.03:
+            again = prediction(event, ts + 10 * i, {"n": float(i)})
+            sends.append((i + rng.randrange(1, 200), "p", key, again))
+        if rng.random() < 0.85:
+            labelled.add(i)
+            lag = -rng.random() * 3 if rng.random() < 0.1 else rng.random() * 150
+            sends.append((i + lag, "f", key, feedback(event, ts + 10 * i + 5, i % 2 == 0)))
+    sends.sort(key=lambda s: s[0])
+    return [(topic, key, value) for _, topic, key, value in sends], labelled
+
+
+def test_sigkilled_learners_learn_every_label_exactly_once(stack: Any, tmp_path: Path) -> None:
+    s = stack(partitions=3)
+    topics = {"p": s.settings.predictions_topic, "f": s.settings.feedback_topic}
+    sends, labelled = plan(random.Random(11), 4000)
+    group = f"riverflow-learn-test-{uuid.uuid4().hex[:8]}"
+    args = ("--model", MODEL, "--snapshot-every", "200", "--snapshot-interval", "1")
+
+    def learner() -> LearnerProcess:
+        return LearnerProcess(s, tmp_path, *args, group_id=group)
+
+    def produce() -> None:
+        p = producer(s.settings)
+        for start in range(0, len(sends), 150):  # ~30 s of bursts
+            for topic, key, value in sends[start : start + 150]:
+                p.send(topics[topic], key=key, value=value)
+            p.flush()
+            time.sleep(0.5)
+        p.close()
+
+    def activations(lp: LearnerProcess) -> int:
+        return lp.text().count("active learner for")
+
+    def wait_for_activation(before: dict[int, int], timeout: float) -> LearnerProcess:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for lp in running:
+                if activations(lp) > before.get(id(lp), 0):
+                    return lp
+            time.sleep(0.2)
+        raise AssertionError("no learner became active:\n" + running[0].text()[-3000:])
+
+    running = [learner(), learner()]
+    active = wait_for_activation({}, 60)
+    feeder = threading.Thread(target=produce, daemon=True)
+    feeder.start()
+    rng = random.Random(5)
+    takeovers = []
+    for _ in range(3):
+        time.sleep(rng.uniform(2, 5))
+        active.kill()
+        running.remove(active)
+        before = {id(lp): activations(lp) for lp in running}
+        killed_at = time.monotonic()
+        running.append(learner())  # the replacement joins as a standby
+        active = wait_for_activation(before, 40)
+        takeovers.append(time.monotonic() - killed_at)
+    feeder.join(120)
+    active.wait_for(
+        lambda pg: (
+            pg.sum("riverflow_consumer_lag") == 0
+            and len(pg.select("riverflow_consumer_lag")) == 6
+            and pg.sum("riverflow_pending_feedback") == 0
+        ),
+        timeout=90,
+    )
+    for lp in sorted(running, key=lambda lp: lp is active):  # standbys first
+        assert lp.stop() == 0, lp.text()[-3000:]
+
+    final = snapshots(s, "counting")[-1]
+    seen = final.model.seen
+    assert len(seen) == len(set(seen)), "an event was learned twice"
+    assert set(seen) == labelled, f"{len(labelled - set(seen))} events never learned"
+    assert final.header.learned_count == len(labelled)
+    assert max(takeovers) < 20, takeovers
