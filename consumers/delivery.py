@@ -31,6 +31,11 @@ log = logging.getLogger(__name__)
 
 Offsets = dict[TopicPartition, OffsetAndMetadata]
 
+# A batch's transaction lives for milliseconds (about a second for big ensembles). After a crash
+# the open transaction holds back every read_committed reader of the predictions until the
+# broker aborts it at this timeout; Kafka's 60 s default would stall the learner that long.
+TRANSACTION_TIMEOUT_MS = 15_000
+
 
 class BatchFailed(RiverflowError):
     """The batch's outputs may not all be in Kafka: abort and re-read it."""
@@ -161,7 +166,11 @@ class Transactional:
 
 def delivery_for(settings: Settings, consumer: KafkaConsumer, group_id: str) -> Delivery:
     if settings.exactly_once:
-        prod = producer(settings, transactional_id=f"{group_id}-{uuid.uuid4().hex}")
+        prod = producer(
+            settings,
+            transactional_id=f"{group_id}-{uuid.uuid4().hex}",
+            transaction_timeout_ms=TRANSACTION_TIMEOUT_MS,
+        )
         prod.init_transactions()
         return Transactional(prod, consumer)
     return AtLeastOnce(producer(settings), consumer)
