@@ -9,6 +9,7 @@ import json
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.request
 import uuid
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import CommitFailedError
 from prometheus_client.parser import text_string_to_metric_families
 from river import linear_model
 
@@ -360,3 +362,51 @@ def test_metrics_endpoint_serves_every_family(stack: Any, tmp_path: Path) -> Non
         for x in m["riverflow_feature_drift_detections"]
         if x.name.endswith("_total")
     } == {"a", "b", "c"}
+
+
+def test_revocation_commits_finished_work_before_the_handover(stack: Any) -> None:
+    from consumers.inference import InferenceWorker
+
+    g = group()
+    s = stack(partitions=2, group_id=g, metrics_port=0)
+    produce(s.settings, [reading(i) for i in range(100)])
+    worker = InferenceWorker(s.settings)
+    worker.start()
+    commit = worker.consumer.commit
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise CommitFailedError("injected: the group is rebalancing")
+
+    worker.consumer.commit = refuse  # batches finish, their offsets stay pending
+    newcomer = KafkaConsumer(
+        s.settings.readings_topic,
+        **kafka_kwargs(s.settings),
+        group_id=g,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    stolen: list[Any] = []
+    try:
+        registry = worker.metrics.registry
+        wait_until(
+            lambda: (
+                worker.step(500) == 0
+                and registry.get_sample_value("riverflow_predictions_total") == 100
+            )
+        )
+        assert committed_total(s.settings, g) == 0
+        # A second member joins: the worker's next polls revoke its partitions, and the
+        # listener commits the pending offsets before anyone else may read them.
+        joined = threading.Thread(
+            target=lambda: [stolen.extend(newcomer.poll(500).values()) for _ in range(20)]
+        )
+        joined.start()
+        while joined.is_alive():
+            worker.step(100)
+        assert committed_total(s.settings, g) == 100
+        assert newcomer.assignment(), "the newcomer took partitions"
+        assert not any(stolen), "the newcomer re-read nothing"
+    finally:
+        worker.consumer.commit = commit
+        newcomer.close()
+        worker.close()
