@@ -395,11 +395,14 @@ def test_revocation_commits_finished_work_before_the_handover(stack: Any) -> Non
             )
         )
         assert committed_total(s.settings, g) == 0
+
         # A second member joins: the worker's next polls revoke its partitions, and the
         # listener commits the pending offsets before anyone else may read them.
-        joined = threading.Thread(
-            target=lambda: [stolen.extend(newcomer.poll(500).values()) for _ in range(20)]
-        )
+        def join_and_read() -> None:
+            for _ in range(20):
+                stolen.extend(newcomer.poll(500).values())
+
+        joined = threading.Thread(target=join_and_read)
         joined.start()
         while joined.is_alive():
             worker.step(100)
