@@ -101,9 +101,13 @@ class Up:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)
         if "RIVERFLOW_BOOTSTRAP_SERVERS" not in env and not self.args.bootstrap_servers:
-            self.broker = LocalKafka(self.args.kafka_port)
-            print(f"starting local Kafka on 127.0.0.1:{self.args.kafka_port} ...", flush=True)
-            env["RIVERFLOW_BOOTSTRAP_SERVERS"] = self.broker.start()
+            broker = LocalKafka(self.args.kafka_port)
+            if broker.answers():  # someone's broker already runs there: use it, leave it running
+                env["RIVERFLOW_BOOTSTRAP_SERVERS"] = broker.bootstrap
+            else:
+                print(f"starting local Kafka on {broker.bootstrap} ...", flush=True)
+                env["RIVERFLOW_BOOTSTRAP_SERVERS"] = broker.start()
+                self.broker = broker
         elif self.args.bootstrap_servers:
             env["RIVERFLOW_BOOTSTRAP_SERVERS"] = self.args.bootstrap_servers
         self.env = env
@@ -277,7 +281,11 @@ def run(args: argparse.Namespace) -> int:
             lines = up.summary()
             up.draw(lines)
             stopper.wait(1.0 if sys.stdout.isatty() else WINDOW_S)
-        print("stopping: simulator, inference, learner, then the broker ...", flush=True)
+        order = ["simulator", "inference", "learner"]
+        order += ["Prometheus"] * (up.prometheus is not None) + ["the broker"] * (
+            up.broker is not None
+        )
+        print(f"stopping: {', '.join(order)} ...", flush=True)
         final = up.summary() if up.children else lines
     finally:
         clean = up.stop()
