@@ -13,6 +13,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from online_model.snapshot import REJECT_REASONS
+from riverflow.schemas import REASONS
+
 log = logging.getLogger(__name__)
 
 P = "riverflow_"
@@ -125,6 +128,10 @@ class InferenceMetrics:
             registry=r,
         )
 
+        _zero(self.invalid_events, REASONS)
+        _zero(self.dead_letters, ("decode", "validate", "predict"))
+        _zero(self.snapshot_rejected, REJECT_REASONS)
+
     def add_lag(self, fn: Callable[[], Iterable[tuple[list[str], float]]]) -> None:
         self.registry.register(
             GaugeCallback(
@@ -170,7 +177,7 @@ class LearnerMetrics:
         self.learned = Counter(P + "learned", "Events the model learned from", registry=r)
         self.unlabelled_predictions = Counter(
             P + "unlabelled_predictions",
-            "Predictions dropped before a label came: ttl passed (expired) or memory bound (evicted)",
+            "Predictions dropped unlabelled: ttl passed (expired) or memory bound (evicted)",
             ["reason"],
             registry=r,
         )
@@ -209,6 +216,10 @@ class LearnerMetrics:
         self.dead_letters = Counter(
             P + "dead_letters", "Messages sent to dead-letters, by stage", ["stage"], registry=r
         )
+        _zero(self.feedback, ("joined", "expired", "duplicate", "invalid"))
+        _zero(self.unlabelled_predictions, ("expired", "evicted"))
+        _zero(self.invalid_events, REASONS)
+        _zero(self.dead_letters, ("decode", "validate", "learn"))
 
     def add_lag(self, fn: Callable[[], Iterable[tuple[list[str], float]]]) -> None:
         self.registry.register(
@@ -219,6 +230,12 @@ class LearnerMetrics:
                 fn,
             )
         )
+
+
+def _zero(counter: Counter, values: Iterable[str]) -> None:
+    """Create each known label child at 0, so rate() and alerts see the first increment."""
+    for value in values:
+        counter.labels(value)
 
 
 def serve(registry: CollectorRegistry, port: int) -> None:

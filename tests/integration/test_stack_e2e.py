@@ -1,0 +1,145 @@
+"""End to end: simulator with a drift point, two inference workers and the learner on the real
+broker, scraped by a real Prometheus with the repo's config and alert rules. Every dashboard
+panel's query must return data, and the concept drift alert must be true after the drift point.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from riverflow.errors import RiverflowError
+from riverflow.local_prometheus import DEPLOY, LocalPrometheus
+from tests.dashboards import panel_queries
+
+RATE = 200
+DRIFT_AT = 4000  # 20 s in at RATE: the learner's model has settled by then
+DURATION = 50
+
+
+def free_ports(n: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def alert_expr(name: str) -> str:
+    groups = yaml.safe_load((DEPLOY / "alerts.yml").read_text())["groups"]
+    return next(r["expr"] for g in groups for r in g["rules"] if r.get("alert") == name)
+
+
+@pytest.fixture
+def prometheus(tmp_path: Path) -> Iterator[LocalPrometheus]:
+    if shutil.which("prometheus") is None:
+        pytest.fail("prometheus is not installed: `apt-get install prometheus` provides it")
+    local = LocalPrometheus(tmp_path / "prometheus", free_ports(1)[0])
+    try:
+        local.start()
+    except RiverflowError as exc:
+        pytest.fail(f"Prometheus did not start: {exc}")
+    try:
+        yield local
+    finally:
+        local.stop()
+
+
+def test_dashboards_show_data_from_real_workers_and_drift_alerts(
+    stack: Any, prometheus: LocalPrometheus, tmp_path: Path
+) -> None:
+    s = stack(partitions=4)
+    infer_ports, learn_port = free_ports(3)[:2], free_ports(1)[0]
+    prometheus.set_targets("inference", infer_ports)
+    prometheus.set_targets("learner", [learn_port])
+    procs = [
+        s.start(
+            "learn",
+            "--model",
+            "logreg",
+            "--metrics-port",
+            str(learn_port),
+            log_path=str(tmp_path / "learn.log"),
+        ),
+        *[
+            s.start(
+                "infer",
+                "--model",
+                "logreg",
+                "--metrics-port",
+                str(port),
+                log_path=str(tmp_path / f"infer-{port}.log"),
+            )
+            for port in infer_ports
+        ],
+    ]
+    try:
+        # Bad input, so the dead-letter panels have something to show.
+        from kafka import KafkaProducer
+
+        from riverflow.settings import kafka_kwargs
+
+        producer = KafkaProducer(**kafka_kwargs(s.settings))
+        for raw in (
+            b"not json",
+            b'{"event_id": "x"}',
+            b'{"event_id":"n","sensor_id":"s","ts":1,"features":{"a":NaN}}',
+        ):
+            producer.send(s.settings.readings_topic, raw)
+        producer.flush()
+        producer.close()
+
+        started = time.time()
+        s.run(
+            "simulate",
+            "--rate",
+            str(RATE),
+            "--duration",
+            str(DURATION),
+            "--drift-at",
+            str(DRIFT_AT),
+            "--label-delay",
+            "1",
+            "--seed",
+            "7",
+            timeout=DURATION + 60,
+        )
+        drift_time = started + DRIFT_AT / RATE
+
+        queries = panel_queries("1m")
+        empty = queries
+        deadline = time.monotonic() + 60
+        while empty and time.monotonic() < deadline:
+            empty = [q for q in empty if not prometheus.query(q.expr)]
+            if empty:
+                time.sleep(2)
+        assert empty == [], "panels without data:\n" + "\n".join(map(str, empty))
+        assert len(prometheus.query('up{job="inference"} == 1')) == 2
+        assert len(prometheus.query('up{job="learner"} == 1')) == 1
+
+        drift = alert_expr("RiverflowConceptDrift")
+        assert prometheus.query(drift), "concept drift alert expression is false after the drift"
+        detections_before = prometheus.query(
+            "sum(riverflow_concept_drift_detections_total)", at=drift_time - 2
+        )
+        detections_now = prometheus.query("sum(riverflow_concept_drift_detections_total)")
+        before = float(detections_before[0]["value"][1]) if detections_before else 0.0
+        assert float(detections_now[0]["value"][1]) > before
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            assert proc.wait(timeout=60) == 0, json.dumps(
+                {p.name: p.read_text()[-2000:] for p in tmp_path.glob("*.log")}, indent=1
+            )
