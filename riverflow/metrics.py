@@ -82,16 +82,42 @@ class GaugeCallback(Collector):
         yield family
 
 
-class InferenceMetrics:
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+class _WorkerMetrics:
+    """What every consumer exports: refused input, dead letters, model version and lag."""
+
+    #: dead-letter stages this worker can produce
+    STAGES: tuple[str, ...] = ()
+
+    def __init__(self, registry: CollectorRegistry | None, version_doc: str) -> None:
         r = self.registry = registry or CollectorRegistry()
-        self.predictions = Counter(P + "predictions", "Predictions produced", registry=r)
         self.invalid_events = Counter(
             P + "invalid_events", "Input events refused, by reason", ["reason"], registry=r
         )
         self.dead_letters = Counter(
             P + "dead_letters", "Messages sent to dead-letters, by stage", ["stage"], registry=r
         )
+        self.model_version = Gauge(P + "model_version", version_doc, registry=r)
+        _zero(self.invalid_events, REASONS)
+        _zero(self.dead_letters, self.STAGES)
+
+    def add_lag(self, fn: Callable[[], Iterable[tuple[list[str], float]]]) -> None:
+        self.registry.register(
+            GaugeCallback(
+                P + "consumer_lag",
+                "Records behind the end of each partition",
+                ["topic", "partition"],
+                fn,
+            )
+        )
+
+
+class InferenceMetrics(_WorkerMetrics):
+    STAGES = ("decode", "validate", "predict")
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        super().__init__(registry, "Version of the model served")
+        r = self.registry
+        self.predictions = Counter(P + "predictions", "Predictions produced", registry=r)
         self.predict_latency = Histogram(
             P + "predict_latency_seconds",
             "Model call per reading",
@@ -110,7 +136,6 @@ class InferenceMetrics:
             buckets=BATCH_BUCKETS,
             registry=r,
         )
-        self.model_version = Gauge(P + "model_version", "Version of the model served", registry=r)
         self.model_swaps = Counter(P + "model_swaps", "Model snapshots swapped in", registry=r)
         self.snapshot_rejected = Counter(
             P + "snapshot_rejected", "Model snapshots refused, by reason", ["reason"], registry=r
@@ -127,20 +152,7 @@ class InferenceMetrics:
             ["feature"],
             registry=r,
         )
-
-        _zero(self.invalid_events, REASONS)
-        _zero(self.dead_letters, ("decode", "validate", "predict"))
         _zero(self.snapshot_rejected, REJECT_REASONS)
-
-    def add_lag(self, fn: Callable[[], Iterable[tuple[list[str], float]]]) -> None:
-        self.registry.register(
-            GaugeCallback(
-                P + "consumer_lag",
-                "Records behind the end of each partition",
-                ["topic", "partition"],
-                fn,
-            )
-        )
 
     def add_model_age(self, fn: Callable[[], float]) -> None:
         self.registry.register(
@@ -153,9 +165,12 @@ class InferenceMetrics:
         )
 
 
-class LearnerMetrics:
+class LearnerMetrics(_WorkerMetrics):
+    STAGES = ("decode", "validate", "learn")
+
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        r = self.registry = registry or CollectorRegistry()
+        super().__init__(registry, "Version the learner holds")
+        r = self.registry
         self.feedback = Counter(
             P + "feedback",
             "Feedback by join outcome (joined|expired|duplicate|invalid)",
@@ -199,7 +214,6 @@ class LearnerMetrics:
             ["detector"],
             registry=r,
         )
-        self.model_version = Gauge(P + "model_version", "Version the learner holds", registry=r)
         self.snapshots_published = Counter(
             P + "snapshots_published", "Model snapshots published", registry=r
         )
@@ -210,26 +224,8 @@ class LearnerMetrics:
             buckets=SNAPSHOT_BUCKETS,
             registry=r,
         )
-        self.invalid_events = Counter(
-            P + "invalid_events", "Input events refused, by reason", ["reason"], registry=r
-        )
-        self.dead_letters = Counter(
-            P + "dead_letters", "Messages sent to dead-letters, by stage", ["stage"], registry=r
-        )
         _zero(self.feedback, ("joined", "expired", "duplicate", "invalid"))
         _zero(self.unlabelled_predictions, ("expired", "evicted"))
-        _zero(self.invalid_events, REASONS)
-        _zero(self.dead_letters, ("decode", "validate", "learn"))
-
-    def add_lag(self, fn: Callable[[], Iterable[tuple[list[str], float]]]) -> None:
-        self.registry.register(
-            GaugeCallback(
-                P + "consumer_lag",
-                "Records behind the end of each partition",
-                ["topic", "partition"],
-                fn,
-            )
-        )
 
 
 def _zero(counter: Counter, values: Iterable[str]) -> None:
