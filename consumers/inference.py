@@ -119,8 +119,8 @@ class InferenceWorker:
 
     def run(self) -> None:
         """Serve batches until a signal or ``--idle-exit`` asks to stop, then close."""
-        self.start()
         try:
+            self.start()
             while not self.stopper.stopping:
                 self.step()
         finally:
@@ -330,6 +330,10 @@ class _CommitOnRevoke(AsyncConsumerRebalanceListener):
         self.worker.delivery.take_pending(lost)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        if assigned:
+            # --idle-exit counts from when there is something to read: joining a group whose
+            # crashed member has not timed out yet can take longer than the idle limit.
+            self.worker.stopper.saw_input(len(assigned))
         log.info("assigned %s", ", ".join(f"{tp.topic}/{tp.partition}" for tp in sorted(assigned)))
 
 
