@@ -20,8 +20,11 @@ always see a consistent state.
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
@@ -141,8 +144,24 @@ def run(args: argparse.Namespace) -> int:
     port = DEFAULT_METRICS_PORT if settings.metrics_port is None else settings.metrics_port
     serve(metrics.registry, port)
     stopper = Stopper(settings.idle_exit_s).install()
+    # Everything imported so far lives as long as the process: keep it out of the collector's
+    # full passes, which otherwise walk it again and again among the pending entries.
+    gc.freeze()
     Learner(settings, spec, metrics, stopper).run()
     return 0
+
+
+@dataclass
+class InFlight:
+    """A snapshot handed to the snapshot thread, and what to restore if the broker refuses it."""
+
+    future: Future[None]
+    header: SnapshotHeader
+    size: int
+    started: float
+    version_before: int
+    learned_before: int
+    replaced: bool
 
 
 class Session:
@@ -162,6 +181,10 @@ class Session:
         )
         self.decoder = Decoder.from_settings(settings)
         self.publisher = SnapshotPublisher(settings)
+        # One thread publishes snapshots, one at a time: the transactional producer is used
+        # from that thread only (fence() and close() run when nothing is in flight).
+        self._sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="snapshot")
+        self._in_flight: InFlight | None = None
         self.inputs: KafkaConsumer | None = None
         try:
             self.publisher.fence()
@@ -339,7 +362,12 @@ class Session:
         )
 
     def publish(self, timeout_s: float) -> None:
-        """Publish model + checkpoint as the next version; raises Fenced or PublishFailed."""
+        """Capture model + checkpoint as the next version and hand it to the snapshot thread.
+
+        The capture is consistent (between batches); Kafka's round trips then overlap with the
+        next batches. Raises Fenced or PublishFailed of the *previous* snapshot, if it failed.
+        """
+        self.settle(block=True)
         started = time.perf_counter()
         learning = self.learning
         checkpoint = Checkpoint.capture(
@@ -357,28 +385,56 @@ class Session:
             extra=checkpoint.header_extra(),
         )
         blob = dumps(header, learning.model, self._key)
-        # Dead letters of the records this checkpoint moves past must be stored first.
-        self._dead_letters.flush(timeout=timeout_s)
-        self.published_at = time.monotonic()  # also the retry back-off when publishing fails
-        self.publisher.publish(blob, timeout_s)
-        self.version = header.version
-        self.published_learned = learning.learned
+        future = self._sender.submit(self._send, blob, timeout_s)
+        self._in_flight = InFlight(
+            future,
+            header,
+            len(blob),
+            started,
+            self.version,
+            self.published_learned,
+            learning.replaced,
+        )
+        # Counted as published now (so the next snapshot is due from here); settle() undoes it
+        # if the broker refuses.
+        self.version, self.published_learned = header.version, learning.learned
         learning.replaced = False
+        self.published_at = time.monotonic()  # also the retry back-off when publishing fails
+
+    def _send(self, blob: bytes, timeout_s: float) -> None:
+        """On the snapshot thread: the dead letters of records this checkpoint moves past must be
+        stored before it is."""
+        self._dead_letters.flush(timeout=timeout_s)
+        self.publisher.publish(blob, timeout_s)
+
+    def settle(self, block: bool) -> None:
+        """Account for the snapshot in flight once it is done (wait for it if ``block``)."""
+        flight = self._in_flight
+        if flight is None or not (block or flight.future.done()):
+            return
+        self._in_flight = None
+        try:
+            flight.future.result()
+        except PublishFailed:
+            self.version, self.published_learned = flight.version_before, flight.learned_before
+            self.learning.replaced |= flight.replaced
+            raise
         m = self.metrics
         m.snapshots_published.inc()
-        m.snapshot_bytes.set(len(blob))
-        m.snapshot_latency.observe(time.perf_counter() - started)
-        m.model_version.set(self.version)
+        m.snapshot_bytes.set(flight.size)
+        m.snapshot_latency.observe(time.perf_counter() - flight.started)
+        m.model_version.set(flight.header.version)
         log.info(
             "published %s v%d: %d learned, %d bytes",
-            header.model,
-            header.version,
-            header.learned_count,
-            len(blob),
+            flight.header.model,
+            flight.header.version,
+            flight.header.learned_count,
+            flight.size,
         )
 
     def close(self) -> None:
         timeout_s = self.settings.shutdown_timeout_s
+        self._sender.shutdown(wait=True)
         if self.inputs is not None:
             self.inputs.close(autocommit=False, timeout_ms=int(timeout_s * 1000))
         self.publisher.close(timeout_s)
@@ -449,6 +505,7 @@ class Learner(ConsumerRebalanceListener):
         assert session is not None
         try:
             self.stopper.saw_input(session.batch())
+            session.settle(block=False)
             if session.snapshot_due():
                 session.publish(self.settings.shutdown_timeout_s)
         except Fenced as exc:
@@ -463,8 +520,13 @@ class Learner(ConsumerRebalanceListener):
         if session is None:
             return
         try:
+            try:
+                session.settle(block=True)
+            except PublishFailed as exc:
+                log.warning("%s: the final snapshot includes its changes", exc)
             if publish and session.changed:
                 session.publish(timeout_s)
+                session.settle(block=True)
         except (Fenced, PublishFailed) as exc:
             log.warning("final snapshot not published: %s", exc)
         finally:

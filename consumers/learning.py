@@ -29,7 +29,13 @@ from typing import Any
 from consumers.checkpoint import Replay
 from consumers.join_store import Entry, Join, MemoryJoinStore, Outcome, Side
 from online_model.drift import ConceptDriftMonitor
-from online_model.evaluation import Evaluator, error, evaluate_one, served_scores
+from online_model.evaluation import (
+    Evaluator,
+    error,
+    evaluate_one,
+    predicts_by_argmax,
+    served_scores,
+)
 from online_model.presets import ModelSpec
 from riverflow.errors import InvalidEvent
 from riverflow.metrics import LearnerMetrics
@@ -82,6 +88,7 @@ class Learning:
         self.metrics = metrics
         self.dead_letter = dead_letter
         self.model = spec.build() if model is None else model
+        self._argmax = self.task == "classification" and predicts_by_argmax(self.model)
         self.learned = learned
         # True once a drift replaced the model: the learner publishes it at once.
         self.replaced = False
@@ -147,7 +154,7 @@ class Learning:
         else:
             x = prediction.features
             try:
-                err = evaluate_one(self.model, self.task, x, y, self.evaluator)
+                err = evaluate_one(self.model, self.task, x, y, self.evaluator, self._argmax)
             except Exception as exc:  # a custom model may refuse anything; never crash on data
                 self._refused(exc, labelled.record)
                 return
@@ -190,7 +197,7 @@ class Learning:
             action,
         )
         if action == "reset":
-            self.model = self.spec.build()
+            self.model = self.spec.build()  # same factory: predicts_by_argmax still holds
             self.replaced = True
 
     def expire(self) -> None:

@@ -27,66 +27,80 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from river import metrics, utils
+from river import base, compose, metrics, stats, utils
 
 CUMULATIVE = "cumulative"
 ROLLING = "rolling"
-
-
-def _metric_classes(task: str, y_true: Any) -> dict[str, type]:
-    if task == "classification":
-        binary = isinstance(y_true, bool)
-        return {
-            "accuracy": metrics.Accuracy,
-            "f1": metrics.F1 if binary else metrics.MacroF1,
-            "log_loss": metrics.LogLoss if binary else metrics.CrossEntropy,
-        }
-    if task == "regression":
-        return {"mae": metrics.MAE, "rmse": metrics.RMSE}
-    if task == "anomaly":
-        return {"roc_auc": metrics.ROCAUC}
-    raise ValueError(f"unknown task {task!r}")
 
 
 class Evaluator:
     """Cumulative and rolling metrics of one prediction source for one task.
 
     The metric set is chosen at the first label (booleans make a binary problem), so an
-    evaluator reports nothing until it has seen one joined event.
+    evaluator reports nothing until it has seen one joined event. Per event, the work is kept
+    to one update per window: accuracy and F1 read a shared confusion matrix (River's ``cm=``
+    argument), and the log loss, a mean of River's per-event loss, computes that loss once for
+    both means (``utils.Rolling`` of the metric itself would compute it three times).
     """
 
     def __init__(self, task: str, window: int) -> None:
-        _metric_classes(task, None)  # fail fast on an unknown task
+        if task not in ("classification", "regression", "anomaly"):
+            raise ValueError(f"unknown task {task!r}")
         self.task = task
         self.window = window
-        # name -> (cumulative, rolling); log_loss and roc_auc take scores, the rest labels.
-        self._metrics: dict[str, tuple[Any, Any]] = {}
+        self._by_label: list[Any] = []  # updated with (y_true, y_pred)
+        self._loss: Any = None  # the River log loss whose per-event value the means average
+        self._loss_means: tuple[Any, ...] = ()
+        self._report: list[tuple[str, str, Any]] = []  # (metric, window, object with .get())
+
+    def _pair(self, cls: type) -> tuple[Any, Any]:
+        return cls(), utils.Rolling(cls, window_size=self.window)
 
     def _build(self, y_true: Any) -> None:
-        self._metrics = {
-            name: (cls(), utils.Rolling(cls, window_size=self.window))
-            for name, cls in _metric_classes(self.task, y_true).items()
-        }
+        if self.task == "classification":
+            binary = isinstance(y_true, bool)
+            f1 = metrics.F1 if binary else metrics.MacroF1
+            cms = self._pair(metrics.ConfusionMatrix)
+            self._by_label = list(cms)
+            matrices = (cms[0], cms[1].obj)
+            self._loss = metrics.LogLoss() if binary else metrics.CrossEntropy()
+            losses = self._loss_means = self._pair(stats.Mean)
+            self._report = [
+                ("accuracy", CUMULATIVE, metrics.Accuracy(cm=matrices[0])),
+                ("accuracy", ROLLING, metrics.Accuracy(cm=matrices[1])),
+                ("f1", CUMULATIVE, f1(cm=matrices[0])),
+                ("f1", ROLLING, f1(cm=matrices[1])),
+                ("log_loss", CUMULATIVE, losses[0]),
+                ("log_loss", ROLLING, losses[1]),
+            ]
+            return
+        classes: dict[str, type] = {"mae": metrics.MAE, "rmse": metrics.RMSE}
+        if self.task == "anomaly":
+            classes = {"roc_auc": metrics.ROCAUC}
+        for name, cls in classes.items():
+            cumulative, rolling = self._pair(cls)
+            self._by_label += [cumulative, rolling]
+            self._report += [(name, CUMULATIVE, cumulative), (name, ROLLING, rolling)]
 
     def update(self, y_true: Any, y_pred: Any, proba: dict[Any, float] | None = None) -> None:
         """Score one event: ``y_pred`` is the label, number or anomaly score predicted and
         ``proba`` the class probabilities (classification only; needed for log_loss)."""
-        if not self._metrics:
+        if not self._report:
             self._build(y_true)
         if self.task == "anomaly":
             y_true = bool(y_true)
-        for name, pair in self._metrics.items():
-            value = proba if name == "log_loss" else y_pred
-            if value is None or value == {}:
-                continue
-            pair[0].update(y_true, value)
-            pair[1].update(y_true, value)
+        if y_pred is not None:
+            for m in self._by_label:
+                m.update(y_true, y_pred)
+        if proba:
+            loss = self._loss._eval(y_true, proba)  # what LogLoss.update adds to its mean
+            for m in self._loss_means:
+                m.update(loss)
 
     def values(self) -> Iterator[tuple[str, str, float]]:
         """``(metric, window, value)`` for every metric, once at least one event was scored."""
-        for name, (cumulative, rolling) in self._metrics.items():
-            yield name, CUMULATIVE, float(cumulative.get())
-            yield name, ROLLING, float(rolling.get())
+        for name, window, m in self._report:
+            yield name, window, float(m.get())
 
 
 def error(task: str, y_true: Any, y_pred: Any) -> float | None:
@@ -101,13 +115,29 @@ def error(task: str, y_true: Any, y_pred: Any) -> float | None:
     return abs(float(y_true) - float(y_pred))
 
 
+def predicts_by_argmax(model: Any) -> bool:
+    """True when the classifier's ``predict_one`` is River's default, the most probable class of
+    ``predict_proba_one``: one call then gives both (a pipeline predicts with its last step)."""
+    final = list(model.steps.values())[-1] if isinstance(model, compose.Pipeline) else model
+    return type(final).predict_one is base.Classifier.predict_one
+
+
 def evaluate_one(
-    model: Any, task: str, x: dict[str, float], y: Any, evaluator: Evaluator
+    model: Any, task: str, x: dict[str, float], y: Any, evaluator: Evaluator, argmax: bool = False
 ) -> float | None:
     """The *test* half of test-then-train for a supervised model: predict ``x`` with the current
-    model, score it against ``y``, and return the error (None when the model had no answer)."""
-    y_pred = model.predict_one(x)
-    proba = model.predict_proba_one(x) if task == "classification" else None
+    model, score it against ``y``, and return the error (None when the model had no answer).
+
+    ``argmax`` (from :func:`predicts_by_argmax`) derives the label from the probabilities
+    exactly as River's ``predict_one`` would, instead of computing them twice.
+    """
+    if task != "classification":
+        y_pred = model.predict_one(x)
+        evaluator.update(y, y_pred)
+        return error(task, y, y_pred)
+    proba = model.predict_proba_one(x)
+    # River's default predict_one: the first most probable class, None without probabilities
+    y_pred = (max(proba, key=proba.get) if proba else None) if argmax else model.predict_one(x)
     evaluator.update(y, y_pred, proba)
     return error(task, y, y_pred)
 

@@ -87,13 +87,23 @@ def test_size_stays_bounded_under_a_random_stream() -> None:
     rng = random.Random(7)
     store = MemoryJoinStore(ttl_ms=500, max_pending=50)
     outcomes: dict[Outcome, int] = {}
+    waiting: set[int] = set()  # offsets that should be waiting, tracked from the results
     for i in range(20_000):
         side = P if rng.random() < 0.5 else F
         event_id = str(rng.randrange(3000))
         result = store.add(side, entry(event_id, i + rng.randrange(-50, 50), offset=i))
         outcomes[result.outcome] = outcomes.get(result.outcome, 0) + 1
-        store.expire()
+        if result.outcome is Outcome.PENDING:
+            waiting.add(i)
+        if result.evicted is not None:
+            waiting.remove(result.evicted.offset)
+        if result.join is not None:
+            partner = result.join.feedback if side is P else result.join.prediction
+            waiting.remove(partner.offset)
+        waiting -= {e.offset for _, e in store.expire()}
         assert store.pending(P) <= 50 and store.pending(F) <= 50
+        if i % 1000 == 0:
+            assert store.pending_offsets().get("t/0", []) == sorted(waiting)
     assert outcomes[Outcome.JOINED] > 100 and outcomes[Outcome.DUPLICATE] > 100
 
 
