@@ -6,6 +6,7 @@ Helpers here are shared by the other test_inference_* modules.
 from __future__ import annotations
 
 import json
+import random
 import signal
 import socket
 import subprocess
@@ -333,13 +334,19 @@ def test_metrics_endpoint_serves_every_family(stack: Any, tmp_path: Path) -> Non
     proc = s.start(*infer_args(group(), "--metrics-port", str(port)), log_path=str(tmp_path / "l"))
     try:
         wait_until(lambda: scrape(port).get("riverflow_consumer_lag"), what="the endpoint")
-        produce(s.settings, [reading(i) for i in range(500)] + [b"{not json"])
+        # Feature "c" shifts by three standard deviations halfway: the sampled monitor sees it.
+        rng = random.Random(7)
+        shifting = [
+            reading(i, features={"a": 1.0, "b": 2.0, "c": rng.gauss(3.0 * (i >= 2000), 1.0)})
+            for i in range(4000)
+        ]
+        produce(s.settings, [*shifting, b"{not json"])
         publish(s.settings, "logreg", 1)
         publish(s.settings, "logreg", 2, key=None)
         m = wait_until(
             lambda: (
                 mm
-                if (value(mm := scrape(port), "riverflow_predictions") or 0) >= 500
+                if (value(mm := scrape(port), "riverflow_predictions") or 0) >= 4000
                 and value(mm, "riverflow_snapshot_rejected", reason="unsigned")
                 else None
             ),
@@ -357,11 +364,12 @@ def test_metrics_endpoint_serves_every_family(stack: Any, tmp_path: Path) -> Non
     assert {x.labels["partition"] for x in m["riverflow_consumer_lag"]} == {"0", "1"}
     assert all(x.value >= 0 for x in m["riverflow_consumer_lag"])
     assert {x.labels["feature"] for x in m["riverflow_feature_drift_score"]} == {"a", "b", "c"}
-    assert {
-        x.labels["feature"]
+    detections = {
+        x.labels["feature"]: x.value
         for x in m["riverflow_feature_drift_detections"]
         if x.name.endswith("_total")
-    } == {"a", "b", "c"}
+    }
+    assert detections["a"] == detections["b"] == 0 and detections["c"] >= 1
 
 
 def test_revocation_commits_finished_work_before_the_handover(stack: Any) -> None:
