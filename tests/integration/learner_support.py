@@ -58,13 +58,20 @@ def base_ts() -> int:
 class LearnerProcess:
     """``riverflow learn`` in the background, with its own metrics port and log file."""
 
-    def __init__(self, stack: Stack, tmp: Path, *args: str, group_id: str | None = None) -> None:
+    def __init__(
+        self,
+        stack: Stack,
+        tmp: Path,
+        *args: str,
+        group_id: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.port = free_port()
         self.log = tmp / f"learner-{uuid.uuid4().hex[:6]}.log"
         argv = ["learn", "--metrics-port", str(self.port), *args]
         if group_id is not None:
             argv += ["--group-id", group_id]
-        self.proc: subprocess.Popen[str] = stack.start(*argv, log_path=str(self.log))
+        self.proc: subprocess.Popen[str] = stack.start(*argv, extra_env=env, log_path=str(self.log))
 
     def page(self) -> Page:
         return Page.fetch([f"http://127.0.0.1:{self.port}/metrics"])

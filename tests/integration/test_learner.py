@@ -8,10 +8,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
 from river import datasets, evaluate, linear_model, metrics, preprocessing
 from river.datasets import synth
 
 from riverflow.clients import producer
+from riverflow.errors import SnapshotError
 from tests.integration.learner_support import (
     LearnerProcess,
     base_ts,
@@ -92,12 +94,15 @@ def test_concept_switch_is_detected_after_it_and_not_before(stack: Any, tmp_path
         "100000",
         "--snapshot-interval",
         "3600",
+        extra_env={"RIVERFLOW_MODEL_SIGNING_KEY": "drift-test-key"},
     )
     found = re.findall(r"concept drift detected by adwin at event e(\d+)", run.stderr)
     at = [int(i) for i in found]
     assert [i for i in at if 1000 <= i < 4000] == [], at
     assert [i for i in at if 4000 <= i < 7000], at
-    published = snapshots(s, "logreg")
+    published = snapshots(s, "logreg", b"drift-test-key")
+    with pytest.raises(SnapshotError):
+        snapshots(s, "logreg", b"another-key")
     # no periodic snapshots here: every one but the last is a reset, published mid-stream
     assert len(published) >= 2
     assert [snap.header.version for snap in published] == list(range(1, len(published) + 1))
