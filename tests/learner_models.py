@@ -7,6 +7,7 @@ exactly once across crashes and takeovers.
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from typing import Any
 
 from river import base
@@ -16,10 +17,10 @@ class CountingClassifier(base.Classifier):
     def __init__(self) -> None:
         self.seen: list[int] = []
 
-    def learn_one(self, x: dict[str, Any], y: Any) -> None:
+    def learn_one(self, x: dict[Hashable, Any], y: Any, **kwargs: Any) -> None:
         self.seen.append(int(x["n"]))
 
-    def predict_proba_one(self, x: dict[str, Any]) -> dict[Any, float]:
+    def predict_proba_one(self, x: dict[Hashable, Any], **kwargs: Any) -> dict[Any, float]:
         return {True: 0.5, False: 0.5}
 
 

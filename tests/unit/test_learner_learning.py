@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from typing import Any
 
 import pytest
@@ -116,10 +117,10 @@ def test_anomaly_models_learn_every_prediction_and_feedback_only_evaluates() -> 
 
 
 class Refuses(base.Classifier):
-    def learn_one(self, x: dict[str, Any], y: Any) -> None:
+    def learn_one(self, x: dict[Hashable, Any], y: Any, **kwargs: Any) -> None:
         raise ValueError("no")
 
-    def predict_proba_one(self, x: dict[str, Any]) -> dict[Any, float]:
+    def predict_proba_one(self, x: dict[Hashable, Any], **kwargs: Any) -> dict[Any, float]:
         return {True: 1.0}
 
 
