@@ -5,10 +5,8 @@ group ``riverflow-learn-<model>`` subscribed to the one-partition models topic, 
 that partition is active (the cooperative sticky assignor keeps it where it is when standbys
 come and go; a dead holder's partition moves after the session timeout).
 
-Becoming active (:class:`Session`): fence earlier learners of the model (see
-:mod:`consumers.model_publisher`), load the latest snapshot (or the preset, version 0), and
-resume the inputs from the checkpoint in its header (see :mod:`consumers.checkpoint`) with a
-manually assigned consumer: the snapshot, not group offsets, is the checkpoint. Then, batch by
+Becoming active starts a :class:`consumers.session.Session`: fence earlier learners of the
+model, load the latest snapshot and resume the inputs from its checkpoint. Then, batch by
 batch: decode, join, test-then-train, watch drift, and publish a snapshot every
 ``snapshot_every`` learned events or ``snapshot_interval_s`` seconds when the model changed, at
 once after a drift reset, and on the way out (SIGTERM/SIGINT, ``--idle-exit``, revocation).
@@ -23,26 +21,20 @@ import argparse
 import gc
 import logging
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
-from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
+from kafka import ConsumerRebalanceListener, TopicPartition
 from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
 
-from consumers.checkpoint import Checkpoint, PartitionReplay, Replay, partition_key
-from consumers.learning import Learning, LearningConfig, check_label
-from consumers.model_publisher import Fenced, PublishFailed, SnapshotPublisher
-from consumers.snapshot_feed import SnapshotFeed
+from consumers.model_publisher import Fenced, PublishFailed
+from consumers.session import Session
 from online_model.drift import DETECTORS, make_detector
 from online_model.presets import ModelSpec, resolve
-from online_model.snapshot import SnapshotHeader, dumps, loads
 from riverflow.cli import settings_from
-from riverflow.clients import consumer, producer, send_dead_letter
-from riverflow.errors import ConfigError, InvalidEvent
+from riverflow.clients import consumer, producer
+from riverflow.errors import ConfigError
 from riverflow.lifecycle import Stopper
 from riverflow.metrics import LearnerMetrics, serve
-from riverflow.schemas import Decoder, Feedback, now_ms
 from riverflow.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -55,10 +47,8 @@ HEARTBEAT_INTERVAL_MS = 3_000
 # A revoked learner publishes its final snapshot inside the rebalance callback, which holds up
 # the group's heartbeats: stay well inside the session timeout.
 REVOKE_PUBLISH_TIMEOUT_S = SESSION_TIMEOUT_MS / 1000 / 3
-# A standby checks for the models partition this often; an active learner waits at most this
-# long for input before it looks at snapshots and signals again.
+# A standby checks for the models partition this often.
 STANDBY_POLL_MS = 500
-BATCH_POLL_MS = 200
 # The active learner lets the group client run (rejoin when a standby arrives, callbacks) this
 # often and this long: a poll with no timeout cannot complete a rejoin, and one that waits
 # costs its whole timeout when there is nothing to fetch. 20 ms a second is 2% of the loop.
@@ -149,295 +139,6 @@ def run(args: argparse.Namespace) -> int:
     gc.freeze()
     Learner(settings, spec, metrics, stopper).run()
     return 0
-
-
-@dataclass
-class InFlight:
-    """A snapshot handed to the snapshot thread, and what to restore if the broker refuses it."""
-
-    future: Future[None]
-    header: SnapshotHeader
-    size: int
-    started: float
-    version_before: int
-    learned_before: int
-    replaced: bool
-
-
-class Session:
-    """One stretch of being the active learner: from loading a snapshot to stepping down."""
-
-    def __init__(
-        self, settings: Settings, spec: ModelSpec, metrics: LearnerMetrics, dead_letters: Any
-    ) -> None:
-        self.settings = settings
-        self.spec = spec
-        self.metrics = metrics
-        self._dead_letters = dead_letters
-        self._key = (
-            settings.model_signing_key.get_secret_value().encode()
-            if settings.model_signing_key
-            else None
-        )
-        self.decoder = Decoder.from_settings(settings)
-        self.publisher = SnapshotPublisher(settings)
-        # One thread publishes snapshots, one at a time: the transactional producer is used
-        # from that thread only (fence() and close() run when nothing is in flight).
-        self._sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="snapshot")
-        self._in_flight: InFlight | None = None
-        self.inputs: KafkaConsumer | None = None
-        try:
-            self.publisher.fence()
-            header, model = self._load()
-            self.version = header.version if header else 0
-            checkpoint = Checkpoint.from_header(header) if header else Checkpoint()
-            config = LearningConfig(
-                ttl_ms=int(settings.feedback_ttl_s * 1000),
-                max_pending=settings.max_pending,
-                window=settings.rolling_window,
-                detector=settings.concept_drift_detector,
-                on_drift=settings.on_drift,
-            )
-            self.learning = Learning(
-                spec,
-                config,
-                metrics,
-                self._dead_letter,
-                model=model,
-                learned=header.learned_count if header else 0,
-                watermark=checkpoint.watermark,
-            )
-            self.published_learned = self.learning.learned
-            self.published_at = time.monotonic()
-            self._resume(checkpoint)
-        except BaseException:
-            self.close()
-            raise
-        metrics.model_version.set(self.version)
-        self.lag: list[tuple[list[str], float]] = []
-
-    def _load(self) -> tuple[SnapshotHeader | None, Any]:
-        feed = SnapshotFeed(self.settings, self.settings.model_name)
-        try:
-            data = feed.latest()
-        finally:
-            feed.close(self.settings.shutdown_timeout_s)
-        if data is None:
-            log.info("no snapshot of %s yet: starting from the preset", self.settings.model_name)
-            return None, None
-        # A refused snapshot stops the learner: starting over from the preset would learn
-        # every feedback a second time into a lineage the inference consumers may not accept.
-        snap = loads(data, self._key, task=self.spec.task, model=self.settings.model_name)
-        h = snap.header
-        log.info(
-            "resuming %s from snapshot v%d (%d learned, %d bytes)",
-            h.model,
-            h.version,
-            h.learned_count,
-            snap.size,
-        )
-        return h, snap.model
-
-    def _resume(self, checkpoint: Checkpoint) -> None:
-        s = self.settings
-        inputs = self.inputs = consumer(s, group_id=None)
-        tps: list[TopicPartition] = []
-        for topic in (s.predictions_topic, s.feedback_topic):
-            partitions = inputs.partitions_for_topic(topic)
-            if not partitions:
-                raise ConfigError(f"topic {topic!r} does not exist: run `riverflow topics create`")
-            tps += [TopicPartition(topic, p) for p in sorted(partitions)]
-        inputs.assign(tps)
-        self.keys = {tp: partition_key(tp.topic, tp.partition) for tp in tps}
-        new = [tp for tp in tps if checkpoint.start(self.keys[tp]) is None]
-        first: dict[TopicPartition, int] = {}
-        if new:
-            reset = s.auto_offset_reset == "earliest"
-            first = inputs.beginning_offsets(new) if reset else inputs.end_offsets(new)
-        self.positions: dict[TopicPartition, int] = {}
-        self.replays: dict[TopicPartition, PartitionReplay] = {}
-        for tp in tps:
-            key = self.keys[tp]
-            start = checkpoint.start(key)
-            if start is None:
-                start = self.positions[tp] = first[tp]
-            else:
-                self.positions[tp] = checkpoint.positions[key]
-                if start < self.positions[tp]:
-                    self.replays[tp] = checkpoint.replay(key)
-            inputs.seek(tp, start)
-        if self.replays:
-            log.info(
-                "re-reading %d records still waiting at the snapshot",
-                sum(sum(e - b for b, e in runs) for runs in checkpoint.pending.values()),
-            )
-
-    # -- the batch loop ------------------------------------------------------------------
-
-    def batch(self) -> int:
-        """Consume one poll of both inputs; returns the number of records read."""
-        assert self.inputs is not None
-        polled = self.inputs.poll(timeout_ms=BATCH_POLL_MS)
-        predictions_topic = self.settings.predictions_topic
-        now = now_ms()
-        count = 0
-        for tp, records in polled.items():
-            count += len(records)
-            key = self.keys[tp]
-            replay = self.replays.get(tp)
-            is_prediction = tp.topic == predictions_topic
-            for record in records:
-                kind = replay.classify(record.offset) if replay else Replay.LIVE
-                if kind is Replay.SKIP:
-                    continue
-                if is_prediction:
-                    self._prediction(record, key, kind)
-                else:
-                    self._feedback(record, key, kind, now)
-            end = records[-1].offset + 1
-            if end > self.positions[tp]:
-                self.positions[tp] = end
-            if replay is not None and end >= replay.next:
-                del self.replays[tp]
-        self.learning.expire()
-        self.learning.export()
-        self._cache_lag()
-        return count
-
-    def _prediction(self, record: Any, key: str, kind: Replay) -> None:
-        try:
-            prediction = self.decoder.prediction(record.value)
-        except InvalidEvent as exc:
-            self._invalid(record, exc)
-            return
-        self.learning.add_prediction(prediction, record, key, record.offset, kind)
-
-    def _feedback(self, record: Any, key: str, kind: Replay, now: int) -> None:
-        try:
-            if kind is Replay.LIVE:
-                feedback = self.decoder.feedback(record.value, now)
-                check_label(self.spec.task, feedback.label)
-            else:  # validated when first read; its ts may have left the skew window since
-                feedback = Feedback.model_validate_json(record.value)
-        except InvalidEvent as exc:
-            self._invalid(record, exc)
-            return
-        self.learning.add_feedback(feedback, record, key, record.offset)
-
-    def _invalid(self, record: Any, exc: InvalidEvent) -> None:
-        self.metrics.feedback.labels("invalid").inc()
-        self._dead_letter(record, exc)
-
-    def _dead_letter(self, record: Any, exc: InvalidEvent) -> None:
-        log.debug("dead letter %s/%d/%d: %s", record.topic, record.partition, record.offset, exc)
-        self.metrics.invalid_events.labels(exc.reason).inc()
-        stage = send_dead_letter(self._dead_letters, self.settings.dead_letters_topic, record, exc)
-        self.metrics.dead_letters.labels(stage).inc()
-
-    def _cache_lag(self) -> None:
-        # Computed here, read by the scrape thread: kafka-python clients are not thread-safe.
-        assert self.inputs is not None
-        lag = []
-        for tp, position in self.positions.items():
-            end = self.inputs.highwater(tp)
-            if end is not None:
-                lag.append(([tp.topic, str(tp.partition)], float(max(0, end - position))))
-        self.lag = lag
-
-    # -- snapshots -----------------------------------------------------------------------
-
-    @property
-    def changed(self) -> bool:
-        return self.learning.replaced or self.learning.learned != self.published_learned
-
-    def snapshot_due(self) -> bool:
-        if self.learning.replaced:
-            return True
-        if not self.changed:
-            return False
-        s = self.settings
-        return (
-            self.learning.learned - self.published_learned >= s.snapshot_every
-            or time.monotonic() - self.published_at >= s.snapshot_interval_s
-        )
-
-    def publish(self, timeout_s: float) -> None:
-        """Capture model + checkpoint as the next version and hand it to the snapshot thread.
-
-        The capture is consistent (between batches); Kafka's round trips then overlap with the
-        next batches. Raises Fenced or PublishFailed of the *previous* snapshot, if it failed.
-        """
-        self.settle(block=True)
-        started = time.perf_counter()
-        learning = self.learning
-        checkpoint = Checkpoint.capture(
-            positions={self.keys[tp]: p for tp, p in self.positions.items()},
-            waiting={str(k): v for k, v in learning.store.pending_offsets().items()},
-            unread={self.keys[tp]: replay.unread() for tp, replay in self.replays.items()},
-            watermark=learning.store.watermark,
-        )
-        header = SnapshotHeader(
-            model=self.settings.model_name,
-            version=self.version + 1,
-            task=self.spec.task,
-            learned_count=learning.learned,
-            positions=checkpoint.positions,
-            extra=checkpoint.header_extra(),
-        )
-        blob = dumps(header, learning.model, self._key)
-        future = self._sender.submit(self._send, blob, timeout_s)
-        self._in_flight = InFlight(
-            future,
-            header,
-            len(blob),
-            started,
-            self.version,
-            self.published_learned,
-            learning.replaced,
-        )
-        # Counted as published now (so the next snapshot is due from here); settle() undoes it
-        # if the broker refuses.
-        self.version, self.published_learned = header.version, learning.learned
-        learning.replaced = False
-        self.published_at = time.monotonic()  # also the retry back-off when publishing fails
-
-    def _send(self, blob: bytes, timeout_s: float) -> None:
-        """On the snapshot thread: the dead letters of records this checkpoint moves past must be
-        stored before it is."""
-        self._dead_letters.flush(timeout=timeout_s)
-        self.publisher.publish(blob, timeout_s)
-
-    def settle(self, block: bool) -> None:
-        """Account for the snapshot in flight once it is done (wait for it if ``block``)."""
-        flight = self._in_flight
-        if flight is None or not (block or flight.future.done()):
-            return
-        self._in_flight = None
-        try:
-            flight.future.result()
-        except PublishFailed:
-            self.version, self.published_learned = flight.version_before, flight.learned_before
-            self.learning.replaced |= flight.replaced
-            raise
-        m = self.metrics
-        m.snapshots_published.inc()
-        m.snapshot_bytes.set(flight.size)
-        m.snapshot_latency.observe(time.perf_counter() - flight.started)
-        m.model_version.set(flight.header.version)
-        log.info(
-            "published %s v%d: %d learned, %d bytes",
-            flight.header.model,
-            flight.header.version,
-            flight.header.learned_count,
-            flight.size,
-        )
-
-    def close(self) -> None:
-        timeout_s = self.settings.shutdown_timeout_s
-        self._sender.shutdown(wait=True)
-        if self.inputs is not None:
-            self.inputs.close(autocommit=False, timeout_ms=int(timeout_s * 1000))
-        self.publisher.close(timeout_s)
 
 
 class Learner(ConsumerRebalanceListener):
