@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import signal
 import threading
 import time
 import uuid
@@ -109,3 +110,49 @@ def test_sigkilled_learners_learn_every_label_exactly_once(stack: Any, tmp_path:
     assert set(seen) == labelled, f"{len(labelled - set(seen))} events never learned"
     assert final.header.learned_count == len(labelled)
     assert max(takeovers) < 20, takeovers
+
+
+def test_a_paused_learner_cannot_publish_after_a_standby_took_over(
+    stack: Any, tmp_path: Path
+) -> None:
+    """The zombie case: the active learner is frozen (SIGSTOP) past its session timeout, a
+    standby takes over, then the frozen one wakes up with unpublished changes. Its late
+    snapshot must not land: versions on the models topic stay strictly increasing and the final
+    model has learned every label once."""
+    s = stack(partitions=2)
+    topics = {"p": s.settings.predictions_topic, "f": s.settings.feedback_topic}
+    sends, labelled = plan(random.Random(3), 3000)
+    group = f"riverflow-learn-test-{uuid.uuid4().hex[:8]}"
+    args = ("--model", MODEL, "--snapshot-every", "100000", "--snapshot-interval", "2")
+    first = LearnerProcess(s, tmp_path, *args, group_id=group)
+    first.wait_active()
+    second = LearnerProcess(s, tmp_path, *args, group_id=group)
+    p = producer(s.settings)
+    half = len(sends) // 2
+    for i, (topic, key, value) in enumerate(sends):
+        p.send(topics[topic], key=key, value=value)
+        if i == half:  # the first learner has learned part of it, some of that unpublished
+            p.flush()
+            first.wait_for(lambda pg: pg.sum("riverflow_learned_total") > 0)
+            first.proc.send_signal(signal.SIGSTOP)
+            second.wait_active(timeout=40)
+    p.flush()
+    p.close()
+    second.wait_for(
+        lambda pg: (
+            pg.sum("riverflow_consumer_lag") == 0
+            and len(pg.select("riverflow_consumer_lag")) == 4
+            and pg.sum("riverflow_pending_feedback") == 0
+        ),
+        timeout=90,
+    )
+    first.proc.send_signal(signal.SIGCONT)
+    time.sleep(5)  # time to wake up, try, and be refused
+    assert first.stop() == 0 and second.stop() == 0
+    assert "took over" in first.text() or "membership lost" in first.text(), first.text()[-2000:]
+
+    published = snapshots(s, "counting")
+    versions = [snap.header.version for snap in published]
+    assert versions == list(range(1, len(versions) + 1)), versions
+    seen = published[-1].model.seen
+    assert len(seen) == len(set(seen)) and set(seen) == labelled
