@@ -7,9 +7,11 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from online_model.snapshot import Snapshot, loads
 from riverflow.schemas import dumps, now_ms
@@ -106,6 +108,33 @@ class LearnerProcess:
     def kill(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(30)
+
+
+class Learners:
+    """Starts learner processes for one test and kills whatever still runs when it ends."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.started: list[LearnerProcess] = []
+
+    def start(self, stack: Stack, *args: str, **kw: Any) -> LearnerProcess:
+        learner = LearnerProcess(stack, self.tmp, *args, **kw)
+        self.started.append(learner)
+        return learner
+
+    def close(self) -> None:
+        for learner in self.started:
+            if learner.proc.poll() is None:
+                learner.kill()
+
+
+@pytest.fixture
+def learners(tmp_path: Path) -> Iterator[Learners]:
+    started = Learners(tmp_path)
+    try:
+        yield started
+    finally:
+        started.close()
 
 
 def snapshots(stack: Stack, model: str, key: bytes | None = None) -> list[Snapshot]:

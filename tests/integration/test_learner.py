@@ -6,7 +6,6 @@ import itertools
 import json
 import re
 import uuid
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,12 +15,15 @@ from river.datasets import synth
 from riverflow.clients import producer
 from riverflow.errors import SnapshotError
 from tests.integration.learner_support import (
-    LearnerProcess,
+    Learners,
     base_ts,
     feedback,
+    learners,
     prediction,
     snapshots,
 )
+
+__all__ = ["learners"]  # the fixture, imported for pytest
 
 
 def group() -> str:
@@ -29,11 +31,13 @@ def group() -> str:
     return f"riverflow-learn-test-{uuid.uuid4().hex[:8]}"
 
 
-def test_learner_equals_river_progressive_validation_end_to_end(stack: Any, tmp_path: Path) -> None:
+def test_learner_equals_river_progressive_validation_end_to_end(
+    stack: Any, learners: Learners
+) -> None:
     s = stack(partitions=1)
     s.run("replay", "phishing", "--label-delay-events", "0")
     s.run("infer", "--model", "logreg", "--idle-exit", "3", "--metrics-port", "0")
-    learner = LearnerProcess(s, tmp_path, "--model", "logreg", group_id=group())
+    learner = learners.start(s, "--model", "logreg", group_id=group())
     page = learner.wait_for(lambda p: p.sum("riverflow_learned_total") >= 1250)
     assert learner.stop() == 0
 
@@ -71,7 +75,7 @@ def test_learner_equals_river_progressive_validation_end_to_end(stack: Any, tmp_
     }
 
 
-def test_concept_switch_is_detected_after_it_and_not_before(stack: Any, tmp_path: Path) -> None:
+def test_concept_switch_is_detected_after_it_and_not_before(stack: Any) -> None:
     """Sine1 for 4,000 events, then its reversal: no detection in the stationary 3,000 events
     before the switch (after 1,000 of warm-up), at least one in the 3,000 after it; with
     ``--on-drift reset`` each detection publishes a fresh model at once."""
@@ -120,15 +124,14 @@ def test_concept_switch_is_detected_after_it_and_not_before(stack: Any, tmp_path
     assert published[-1].header.learned_count == 7000
 
 
-def test_expiry_eviction_duplicates_and_invalid_input(stack: Any, tmp_path: Path) -> None:
+def test_expiry_eviction_duplicates_and_invalid_input(stack: Any, learners: Learners) -> None:
     s = stack(partitions=2)
     st = s.settings
     p = producer(st)
     ts = base_ts()
-    learner = LearnerProcess(
-        s, tmp_path, "--model", "logreg", "--max-pending", "50", "--feedback-ttl", "3600",
-        group_id=group(),
-    )  # fmt: skip
+    learner = learners.start(
+        s, "--model", "logreg", "--max-pending", "50", "--feedback-ttl", "3600", group_id=group()
+    )
     learner.wait_active()
 
     def counts(page: Any) -> dict[str, float]:

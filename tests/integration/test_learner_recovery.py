@@ -7,17 +7,20 @@ import signal
 import threading
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 from riverflow.clients import producer
 from tests.integration.learner_support import (
     LearnerProcess,
+    Learners,
     base_ts,
     feedback,
+    learners,
     prediction,
     snapshots,
 )
+
+__all__ = ["learners"]  # the fixture, imported for pytest
 
 MODEL = "tests.learner_models:counting"
 
@@ -44,7 +47,7 @@ def plan(rng: random.Random, n: int) -> tuple[list[tuple[str, bytes, bytes]], se
     return [(topic, key, value) for _, topic, key, value in sends], labelled
 
 
-def test_sigkilled_learners_learn_every_label_exactly_once(stack: Any, tmp_path: Path) -> None:
+def test_sigkilled_learners_learn_every_label_exactly_once(stack: Any, learners: Learners) -> None:
     s = stack(partitions=3)
     topics = {"p": s.settings.predictions_topic, "f": s.settings.feedback_topic}
     sends, labelled = plan(random.Random(11), 4000)
@@ -54,7 +57,7 @@ def test_sigkilled_learners_learn_every_label_exactly_once(stack: Any, tmp_path:
     key = {"RIVERFLOW_MODEL_SIGNING_KEY": "recovery-test-key"}  # resumes verify signatures
 
     def learner() -> LearnerProcess:
-        return LearnerProcess(s, tmp_path, *args, group_id=group, env=key)
+        return learners.start(s, *args, group_id=group, env=key)
 
     def produce() -> None:
         p = producer(s.settings)
@@ -113,7 +116,7 @@ def test_sigkilled_learners_learn_every_label_exactly_once(stack: Any, tmp_path:
 
 
 def test_a_paused_learner_cannot_publish_after_a_standby_took_over(
-    stack: Any, tmp_path: Path
+    stack: Any, learners: Learners
 ) -> None:
     """The zombie case: the active learner is frozen (SIGSTOP) past its session timeout, a
     standby takes over, then the frozen one wakes up with unpublished changes. Its late
@@ -124,9 +127,9 @@ def test_a_paused_learner_cannot_publish_after_a_standby_took_over(
     sends, labelled = plan(random.Random(3), 3000)
     group = f"riverflow-learn-test-{uuid.uuid4().hex[:8]}"
     args = ("--model", MODEL, "--snapshot-every", "100000", "--snapshot-interval", "2")
-    first = LearnerProcess(s, tmp_path, *args, group_id=group)
+    first = learners.start(s, *args, group_id=group)
     first.wait_active()
-    second = LearnerProcess(s, tmp_path, *args, group_id=group)
+    second = learners.start(s, *args, group_id=group)
     p = producer(s.settings)
     half = len(sends) // 2
     for i, (topic, key, value) in enumerate(sends):
