@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
 
 from consumers.checkpoint import Checkpoint, PartitionReplay, Replay, partition_key
 from consumers.learning import Learning, LearningConfig, check_label
@@ -42,7 +43,7 @@ BATCH_POLL_MS = 200
 class InFlight:
     """A snapshot handed to the snapshot thread, and what to restore if the broker refuses it."""
 
-    future: Future[None]
+    future: Future[float]  # when the broker confirmed it (perf_counter)
     header: SnapshotHeader
     size: int
     started: float
@@ -288,11 +289,17 @@ class Session:
         learning.replaced = False
         self.published_at = time.monotonic()  # also the retry back-off when publishing fails
 
-    def _send(self, blob: bytes, timeout_s: float) -> None:
-        """On the snapshot thread: the dead letters of records this checkpoint moves past must be
-        stored before it is."""
-        self._dead_letters.flush(timeout=timeout_s)
+    def _send(self, blob: bytes, timeout_s: float) -> float:
+        """On the snapshot thread: publish, and return when it was done (``perf_counter``).
+
+        The dead letters of the records this checkpoint moves past are stored before it is.
+        """
+        try:
+            self._dead_letters.flush(timeout=timeout_s)
+        except KafkaError as exc:
+            raise PublishFailed(f"dead letters not stored, snapshot held back: {exc}") from None
         self.publisher.publish(blob, timeout_s)
+        return time.perf_counter()
 
     def settle(self, block: bool) -> None:
         """Account for the snapshot in flight once it is done (wait for it if ``block``)."""
@@ -301,7 +308,7 @@ class Session:
             return
         self._in_flight = None
         try:
-            flight.future.result()
+            done = flight.future.result()
         except PublishFailed:
             self.version, self.published_learned = flight.version_before, flight.learned_before
             self.learning.replaced |= flight.replaced
@@ -309,7 +316,7 @@ class Session:
         m = self.metrics
         m.snapshots_published.inc()
         m.snapshot_bytes.set(flight.size)
-        m.snapshot_latency.observe(time.perf_counter() - flight.started)
+        m.snapshot_latency.observe(done - flight.started)
         m.model_version.set(flight.header.version)
         log.info(
             "published %s v%d: %d learned, %d bytes",
