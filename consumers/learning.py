@@ -65,10 +65,22 @@ class LearningConfig:
     on_drift: str  # "alert" | "reset"
 
 
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def check_label(task: str, label: Any) -> None:
     """Refuse labels the task cannot use (InvalidEvent, stage validate)."""
-    if task == "regression" and (isinstance(label, bool) or not isinstance(label, int | float)):
+    if task == "regression" and not _number(label):
         raise InvalidEvent("schema", f"label {label!r}: a regression label must be a number")
+
+
+def check_prediction(task: str, prediction: Prediction) -> None:
+    """Refuse served predictions the task's metrics cannot score (InvalidEvent, stage validate):
+    regression and anomaly serve numbers."""
+    served = prediction.prediction
+    if task != "classification" and served is not None and not _number(served):
+        raise InvalidEvent("schema", f"prediction {served!r}: a {task} prediction is a number")
 
 
 class Learning:

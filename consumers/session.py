@@ -22,7 +22,7 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
 from consumers.checkpoint import Checkpoint, PartitionReplay, Replay, partition_key
-from consumers.learning import Learning, LearningConfig, check_label
+from consumers.learning import Learning, LearningConfig, check_label, check_prediction
 from consumers.model_publisher import PublishFailed, SnapshotPublisher
 from consumers.snapshot_feed import SnapshotFeed
 from online_model.presets import ModelSpec
@@ -195,6 +195,7 @@ class Session:
     def _prediction(self, record: Any, key: str, kind: Replay) -> None:
         try:
             prediction = self.decoder.prediction(record.value)
+            check_prediction(self.spec.task, prediction)
         except InvalidEvent as exc:
             self._invalid(record, exc)
             return

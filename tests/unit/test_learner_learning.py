@@ -9,7 +9,7 @@ import pytest
 from river import base
 
 from consumers.checkpoint import Replay
-from consumers.learning import Learning, LearningConfig, check_label
+from consumers.learning import Learning, LearningConfig, check_label, check_prediction
 from online_model.presets import ModelSpec, resolve
 from riverflow.errors import InvalidEvent
 from riverflow.metrics import LearnerMetrics
@@ -136,12 +136,18 @@ def test_a_pair_the_model_refuses_goes_to_dead_letters_and_nothing_crashes() -> 
     assert sample(metrics, "riverflow_feedback_total", outcome="joined") == 0
 
 
-def test_regression_labels_must_be_numbers() -> None:
+def test_regression_labels_and_numeric_predictions_must_be_numbers() -> None:
     check_label("regression", 2.5)
     check_label("classification", "cat")
     for bad in ("2.5", True):
         with pytest.raises(InvalidEvent):
             check_label("regression", bad)
+    check_prediction("classification", prediction(1, {"a": 1.0}, "cat"))
+    check_prediction("anomaly", prediction(1, {"a": 1.0}, 0.3))
+    check_prediction("regression", prediction(1, {"a": 1.0}, None))
+    for task in ("regression", "anomaly"):
+        with pytest.raises(InvalidEvent):
+            check_prediction(task, prediction(1, {"a": 1.0}, "high"))
 
 
 def test_drift_reset_replaces_the_model_and_asks_for_a_snapshot() -> None:
