@@ -25,7 +25,7 @@ from consumers.snapshot_feed import SnapshotFeed
 from online_model import tasks
 from online_model.drift import FeatureDriftMonitor
 from online_model.presets import resolve
-from riverflow.cli import settings_from
+from riverflow.cli import add_worker_arguments, settings_from
 from riverflow.clients import consumer
 from riverflow.errors import ConfigError, InvalidEvent
 from riverflow.lifecycle import Stopper
@@ -338,35 +338,13 @@ class _CommitOnRevoke(AsyncConsumerRebalanceListener):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--model",
-        dest="model",
-        metavar="NAME",
-        help="preset (logreg, hoeffding, arf, nb, linreg, htr, hst) or module:factory",
-    )
-    parser.add_argument(
-        "--metrics-port",
-        dest="metrics_port",
-        type=int,
-        metavar="P",
-        help=f"Prometheus metrics port (default {DEFAULT_METRICS_PORT}; 0: off)",
-    )
-    parser.add_argument(
-        "--idle-exit",
-        dest="idle_exit_s",
-        type=float,
-        metavar="S",
-        help="stop cleanly after S seconds without input",
-    )
+    add_worker_arguments(parser, "infer", DEFAULT_METRICS_PORT)
     parser.add_argument(
         "--exactly-once",
         dest="exactly_once",
         action="store_true",
         default=None,
         help="Kafka transactions: predictions and offsets commit together",
-    )
-    parser.add_argument(
-        "--group-id", dest="group_id", help="consumer group (default riverflow-infer-<model>)"
     )
 
 

@@ -30,7 +30,7 @@ from consumers.model_publisher import Fenced, PublishFailed
 from consumers.session import Session
 from online_model.drift import DETECTORS, make_detector
 from online_model.presets import ModelSpec, resolve
-from riverflow.cli import settings_from
+from riverflow.cli import add_worker_arguments, settings_from
 from riverflow.clients import consumer, producer
 from riverflow.errors import ConfigError
 from riverflow.lifecycle import Stopper
@@ -57,20 +57,7 @@ GROUP_POLL_MS = 20
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", dest="model", help="preset or module:factory (default logreg)")
-    parser.add_argument(
-        "--metrics-port",
-        dest="metrics_port",
-        type=int,
-        help=f"Prometheus port (default {DEFAULT_METRICS_PORT}; 0 = off)",
-    )
-    parser.add_argument(
-        "--idle-exit",
-        dest="idle_exit_s",
-        type=float,
-        metavar="S",
-        help="stop cleanly (final snapshot) after S seconds without input",
-    )
+    add_worker_arguments(parser, "learn", DEFAULT_METRICS_PORT)
     parser.add_argument(
         "--feedback-ttl",
         dest="feedback_ttl_s",
@@ -111,11 +98,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         dest="concept_drift_detector",
         choices=sorted(DETECTORS),
         help="detector on the learner's error stream (default adwin)",
-    )
-    parser.add_argument(
-        "--group-id",
-        dest="group_id",
-        help="consumer group of this model's learners (default riverflow-learn-<model>)",
     )
     parser.add_argument(
         "--rolling-window",

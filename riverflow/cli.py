@@ -74,6 +74,34 @@ def _topics(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_worker_arguments(parser: argparse.ArgumentParser, kind: str, metrics_port: int) -> None:
+    """The flags every long-running consumer has: ``kind`` is infer or learn."""
+    parser.add_argument(
+        "--model",
+        dest="model",
+        metavar="NAME",
+        help="preset (logreg, hoeffding, arf, nb, linreg, htr, hst) or module:factory "
+        "(default logreg)",
+    )
+    parser.add_argument(
+        "--metrics-port",
+        dest="metrics_port",
+        type=int,
+        metavar="P",
+        help=f"Prometheus metrics port (default {metrics_port}; 0: off)",
+    )
+    parser.add_argument(
+        "--idle-exit",
+        dest="idle_exit_s",
+        type=float,
+        metavar="S",
+        help="stop cleanly (flush, commit, snapshot) after S seconds without input",
+    )
+    parser.add_argument(
+        "--group-id", dest="group_id", help=f"consumer group (default riverflow-{kind}-<model>)"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="riverflow",
