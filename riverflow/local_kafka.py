@@ -185,8 +185,7 @@ class LocalKafka:
             classpath,
             "kafka.tools.StorageTool",
             "format",
-            "-t",
-            cluster_id,
+            f"--cluster-id={cluster_id}",  # "=": a random id may start with "-"
             "-c",
             str(config),
         ]
