@@ -40,15 +40,3 @@ def test_missing_java_says_what_to_install(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(BrokerError, match="install"):
         LocalKafka(port=29092, data_dir=tmp_path)._java()
-
-
-def test_storage_is_formatted_even_when_the_cluster_id_starts_with_a_dash(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import riverflow.local_kafka as lk
-
-    monkeypatch.setattr(lk, "_kafka_uuid", lambda: "-" + "A" * 21)
-    broker = LocalKafka(port=29092, data_dir=tmp_path)
-    config = broker._write_config()
-    broker._format(broker._java(), f"{lk.ensure_jars()}/*", config)
-    assert (tmp_path / "log" / "meta.properties").exists()
