@@ -10,6 +10,7 @@ transaction (``--exactly-once``). Models are swapped only between batches.
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import time
 from collections.abc import Iterable, Mapping
@@ -360,5 +361,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"cannot serve metrics on port {port} ({exc}): pass another --metrics-port"
         ) from None
+    # What is loaded by now lives as long as the process: keep it out of the collector's
+    # passes, which every batch's short-lived records would otherwise trigger over it.
+    gc.freeze()
     worker.run()
     return 0
