@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -14,6 +15,22 @@ from kafka import KafkaConsumer, TopicPartition
 
 from riverflow.settings import Settings, kafka_kwargs, load_settings
 from riverflow.topics import create_topics
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct ports nobody listens on (all held open until chosen, so none repeats)."""
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def free_port() -> int:
+    return free_ports(1)[0]
 
 
 @dataclass

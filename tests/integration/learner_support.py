@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -16,14 +15,7 @@ import pytest
 from online_model.snapshot import Snapshot, loads
 from riverflow.schemas import dumps, now_ms
 from riverflow.scrape import Page
-from tests.integration.kit import Stack
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+from tests.integration.kit import Stack, free_port
 
 
 def prediction(

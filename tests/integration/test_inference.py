@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import random
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -27,6 +26,7 @@ from river import linear_model
 from riverflow.clients import admin, producer
 from riverflow.schemas import now_ms
 from riverflow.settings import Settings, kafka_kwargs
+from tests.integration.kit import free_port
 
 # -- helpers --------------------------------------------------------------------------------------
 
@@ -95,12 +95,6 @@ def committed_total(settings: Settings, group: str) -> int:
     finally:
         client.close()
     return sum(o.offset for tp, o in offsets.items() if tp.topic == settings.readings_topic)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def scrape(port: int) -> dict[str, list[Any]]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import time
 import urllib.parse
@@ -27,6 +26,7 @@ from riverflow.errors import RiverflowError
 from riverflow.local_prometheus import LocalPrometheus
 from riverflow.metrics import InferenceMetrics, LearnerMetrics
 from tests.dashboards import panel_queries
+from tests.integration.kit import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
@@ -150,13 +150,6 @@ def exercise_learner(metrics: LearnerMetrics) -> None:
     metrics.snapshot_bytes.set(2048)
     metrics.snapshot_latency.observe(0.01)
     metrics.add_lag(lambda: [(["predictions", "0"], 1.0), (["sensor-feedback", "0"], 0.0)])
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def get_json(url: str) -> Any:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,21 +18,11 @@ import yaml
 from riverflow.errors import RiverflowError
 from riverflow.local_prometheus import DEPLOY, LocalPrometheus
 from tests.dashboards import panel_queries
+from tests.integration.kit import free_port, free_ports
 
 RATE = 200
 DRIFT_AT = 4000  # 20 s in at RATE: the learner's model has settled by then
 DURATION = 50
-
-
-def free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def alert_expr(name: str) -> str:
@@ -45,7 +34,7 @@ def alert_expr(name: str) -> str:
 def prometheus(tmp_path: Path) -> Iterator[LocalPrometheus]:
     if shutil.which("prometheus") is None:
         pytest.fail("prometheus is not installed: `apt-get install prometheus` provides it")
-    local = LocalPrometheus(tmp_path / "prometheus", free_ports(1)[0])
+    local = LocalPrometheus(tmp_path / "prometheus", free_port())
     try:
         local.start()
     except RiverflowError as exc:
@@ -60,7 +49,7 @@ def test_dashboards_show_data_from_real_workers_and_drift_alerts(
     stack: Any, prometheus: LocalPrometheus, tmp_path: Path
 ) -> None:
     s = stack(partitions=4)
-    infer_ports, learn_port = free_ports(3)[:2], free_ports(1)[0]
+    *infer_ports, learn_port = free_ports(3)
     prometheus.set_targets("inference", infer_ports)
     prometheus.set_targets("learner", [learn_port])
     procs = [
