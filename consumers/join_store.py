@@ -43,10 +43,6 @@ class Side(StrEnum):
     FEEDBACK = "feedback"
 
 
-# A dict, not a property: looked up twice per message on the learner's hot path.
-OTHER = {Side.PREDICTION: Side.FEEDBACK, Side.FEEDBACK: Side.PREDICTION}
-
-
 class Outcome(StrEnum):
     JOINED = "joined"
     PENDING = "pending"
@@ -71,11 +67,17 @@ class Join:
     feedback: Entry
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class AddResult:
     outcome: Outcome
     join: Join | None = None
     evicted: Entry | None = None  # the oldest entry of a full side, dropped to make room
+
+
+# The results that carry nothing but their outcome, shared (add() runs once per message).
+_PENDING = AddResult(Outcome.PENDING)
+_DUPLICATE = AddResult(Outcome.DUPLICATE)
+_LATE = AddResult(Outcome.LATE)
 
 
 class JoinStore(ABC):
@@ -119,9 +121,13 @@ class MemoryJoinStore(JoinStore):
         self.ttl_ms = ttl_ms
         self.max_pending = max_pending
         self._watermark = watermark
-        self._waiting: dict[Side, OrderedDict[str, Entry]] = {
-            Side.PREDICTION: OrderedDict(),
-            Side.FEEDBACK: OrderedDict(),
+        predictions: OrderedDict[str, Entry] = OrderedDict()
+        feedback: OrderedDict[str, Entry] = OrderedDict()
+        self._waiting = {Side.PREDICTION: predictions, Side.FEEDBACK: feedback}
+        # side -> (its waiting entries, the other side's): one lookup per add().
+        self._sides = {
+            Side.PREDICTION: (predictions, feedback),
+            Side.FEEDBACK: (feedback, predictions),
         }
         # event_id -> ts of the join, so redeliveries after the join are recognised.
         self._joined: OrderedDict[str, int] = OrderedDict()
@@ -137,18 +143,18 @@ class MemoryJoinStore(JoinStore):
         if entry.ts > self._watermark:
             self._watermark = entry.ts
         event_id = entry.event_id
-        partner = self._waiting[OTHER[side]].pop(event_id, None)
+        waiting, others = self._sides[side]
+        partner = others.pop(event_id, None)
         if partner is not None:
             del self._offsets[partner.source][partner.offset]
             self._remember_join(event_id, max(entry.ts, partner.ts))
             if side is Side.PREDICTION:
                 return AddResult(Outcome.JOINED, Join(entry, partner))
             return AddResult(Outcome.JOINED, Join(partner, entry))
-        waiting = self._waiting[side]
         if event_id in waiting or event_id in self._joined:
-            return AddResult(Outcome.DUPLICATE)
+            return _DUPLICATE
         if entry.ts < self._watermark - self.ttl_ms:
-            return AddResult(Outcome.LATE)
+            return _LATE
         evicted = None
         if len(waiting) >= self.max_pending:
             evicted = waiting.popitem(last=False)[1]
@@ -158,7 +164,7 @@ class MemoryJoinStore(JoinStore):
         if offsets is None:
             offsets = self._offsets[entry.source] = {}
         offsets[entry.offset] = None
-        return AddResult(Outcome.PENDING, evicted=evicted)
+        return _PENDING if evicted is None else AddResult(Outcome.PENDING, evicted=evicted)
 
     def _remember_join(self, event_id: str, ts: int) -> None:
         joined = self._joined

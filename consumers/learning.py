@@ -21,9 +21,9 @@ feedback: ``unlabelled_predictions_total{reason=expired|evicted}`` counts them i
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from time import perf_counter
 from typing import Any
 
 from consumers.checkpoint import Replay
@@ -38,7 +38,7 @@ from online_model.evaluation import (
 )
 from online_model.presets import ModelSpec
 from riverflow.errors import InvalidEvent
-from riverflow.metrics import LearnerMetrics
+from riverflow.metrics import HistogramBatch, LearnerMetrics
 from riverflow.schemas import Feedback, Prediction
 
 log = logging.getLogger(__name__)
@@ -112,6 +112,12 @@ class Learning:
         self._joined, self._expired = feedback.labels("joined"), feedback.labels("expired")
         self._duplicate, self._invalid = feedback.labels("duplicate"), feedback.labels("invalid")
         self._detections = metrics.concept_drift_detections.labels(config.detector)
+        # Per-pair observations and counts are kept here and added to their metrics once per
+        # batch by export(): observing each pair took locks and several calls per metric.
+        self._delays = HistogramBatch(metrics.feedback_delay)
+        self._learn_latencies = HistogramBatch(metrics.learn_latency)
+        self._joined_unexported = 0
+        self._learned_unexported = 0
 
     def add_prediction(
         self, prediction: Prediction, record: Any, source: str, offset: int, replay: Replay
@@ -172,14 +178,14 @@ class Learning:
                 return
             if not self._learn(x, y, labelled.record):
                 return
-        self._joined.inc()
+        self._joined_unexported += 1
         delay_ms = labelled.feedback.ts - prediction.event_ts
-        self.metrics.feedback_delay.observe(max(0, delay_ms) / 1e3)
+        self._delays.observe(max(0, delay_ms) / 1e3)
         if err is not None and self.drift.update(err):
             self._on_drift(prediction.event_id)
 
     def _learn(self, x: dict[str, float], y: Any, record: Any) -> bool:
-        start = time.perf_counter()
+        start = perf_counter()
         try:
             if y is None:
                 self.model.learn_one(x)
@@ -188,9 +194,9 @@ class Learning:
         except Exception as exc:  # a custom model may refuse anything; never crash on data
             self._refused(exc, record)
             return False
-        self.metrics.learn_latency.observe(time.perf_counter() - start)
+        self._learn_latencies.observe(perf_counter() - start)
         self.learned += 1
-        self.metrics.learned.inc()
+        self._learned_unexported += 1
         return True
 
     def _refused(self, exc: Exception, record: Any) -> None:
@@ -220,8 +226,17 @@ class Learning:
                 self.metrics.unlabelled_predictions.labels("expired").inc()
 
     def export(self) -> None:
-        """Set the gauges that describe the current state (once per batch)."""
+        """Add the batch's per-pair observations and counts to their metrics and set the gauges
+        that describe the current state (once per batch)."""
         m = self.metrics
+        self._delays.flush()
+        self._learn_latencies.flush()
+        if self._joined_unexported:
+            self._joined.inc(self._joined_unexported)
+            self._joined_unexported = 0
+        if self._learned_unexported:
+            m.learned.inc(self._learned_unexported)
+            self._learned_unexported = 0
         m.pending_predictions.set(self.store.pending(Side.PREDICTION))
         m.pending_feedback.set(self.store.pending(Side.FEEDBACK))
         for source, evaluator in (("served", self.served), ("learner", self.evaluator)):

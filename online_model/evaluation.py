@@ -24,10 +24,11 @@ score.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
-from river import base, compose, metrics, stats, utils
+from river import base, compose, metrics, stats
 
 CUMULATIVE = "cumulative"
 ROLLING = "rolling"
@@ -41,6 +42,11 @@ class Evaluator:
     to one update per window: accuracy and F1 read a shared confusion matrix (River's ``cm=``
     argument), and the log loss, a mean of River's per-event loss, computes that loss once for
     both means (``utils.Rolling`` of the metric itself would compute it three times).
+
+    The rolling metrics are River's own objects kept over a window the way ``utils.Rolling``
+    keeps them (revert the oldest update, then update), with one window for all the metrics
+    fed the same arguments instead of one ``utils.Rolling`` each: the same operations in the
+    same order, so the same values, without a wrapper call and a window per metric.
     """
 
     def __init__(self, task: str, window: int) -> None:
@@ -48,38 +54,41 @@ class Evaluator:
             raise ValueError(f"unknown task {task!r}")
         self.task = task
         self.window = window
-        self._by_label: list[Any] = []  # updated with (y_true, y_pred)
-        self._loss: Any = None  # the River log loss whose per-event value the means average
-        self._loss_means: tuple[Any, ...] = ()
+        # Updated with (y_true, y_pred): every metric, and the rolling ones with their window.
+        self._by_label: list[Any] = []
+        self._by_label_rolling: list[Any] = []
+        self._labels: deque[tuple[Any, Any]] = deque()
+        # The River log loss whose per-event value the two means average, and its window.
+        self._loss: Any = None
+        self._loss_cumulative: Any = None
+        self._loss_rolling: Any = None
+        self._losses: deque[float] = deque()
         self._report: list[tuple[str, str, Any]] = []  # (metric, window, object with .get())
-
-    def _pair(self, cls: type) -> tuple[Any, Any]:
-        return cls(), utils.Rolling(cls, window_size=self.window)
 
     def _build(self, y_true: Any) -> None:
         if self.task == "classification":
             binary = isinstance(y_true, bool)
             f1 = metrics.F1 if binary else metrics.MacroF1
-            cms = self._pair(metrics.ConfusionMatrix)
-            self._by_label = list(cms)
-            matrices = (cms[0], cms[1].obj)
+            cumulative, rolling = metrics.ConfusionMatrix(), metrics.ConfusionMatrix()
+            self._by_label, self._by_label_rolling = [cumulative, rolling], [rolling]
             self._loss = metrics.LogLoss() if binary else metrics.CrossEntropy()
-            losses = self._loss_means = self._pair(stats.Mean)
+            self._loss_cumulative, self._loss_rolling = stats.Mean(), stats.Mean()
             self._report = [
-                ("accuracy", CUMULATIVE, metrics.Accuracy(cm=matrices[0])),
-                ("accuracy", ROLLING, metrics.Accuracy(cm=matrices[1])),
-                ("f1", CUMULATIVE, f1(cm=matrices[0])),
-                ("f1", ROLLING, f1(cm=matrices[1])),
-                ("log_loss", CUMULATIVE, losses[0]),
-                ("log_loss", ROLLING, losses[1]),
+                ("accuracy", CUMULATIVE, metrics.Accuracy(cm=cumulative)),
+                ("accuracy", ROLLING, metrics.Accuracy(cm=rolling)),
+                ("f1", CUMULATIVE, f1(cm=cumulative)),
+                ("f1", ROLLING, f1(cm=rolling)),
+                ("log_loss", CUMULATIVE, self._loss_cumulative),
+                ("log_loss", ROLLING, self._loss_rolling),
             ]
             return
         classes: dict[str, type] = {"mae": metrics.MAE, "rmse": metrics.RMSE}
         if self.task == "anomaly":
             classes = {"roc_auc": metrics.ROCAUC}
         for name, cls in classes.items():
-            cumulative, rolling = self._pair(cls)
+            cumulative, rolling = cls(), cls()
             self._by_label += [cumulative, rolling]
+            self._by_label_rolling.append(rolling)
             self._report += [(name, CUMULATIVE, cumulative), (name, ROLLING, rolling)]
 
     def update(self, y_true: Any, y_pred: Any, proba: dict[Any, float] | None = None) -> None:
@@ -90,12 +99,22 @@ class Evaluator:
         if self.task == "anomaly":
             y_true = bool(y_true)
         if y_pred is not None:
+            labels = self._labels
+            if len(labels) == self.window:
+                oldest = labels.popleft()
+                for m in self._by_label_rolling:
+                    m.revert(*oldest)
             for m in self._by_label:
                 m.update(y_true, y_pred)
+            labels.append((y_true, y_pred))
         if proba:
             loss = self._loss._eval(y_true, proba)  # what LogLoss.update adds to its mean
-            for m in self._loss_means:
-                m.update(loss)
+            losses = self._losses
+            if len(losses) == self.window:
+                self._loss_rolling.revert(losses.popleft())
+            self._loss_cumulative.update(loss)
+            self._loss_rolling.update(loss)
+            losses.append(loss)
 
     def values(self) -> Iterator[tuple[str, str, float]]:
         """``(metric, window, value)`` for every metric, once at least one event was scored."""
@@ -149,7 +168,11 @@ def served_scores(
     ``str(class)``); only the classes River's log losses look up need their type back."""
     if task != "classification" or not scores:
         return None
-    keys: dict[str, Any] = {str(y_true): y_true}
     if isinstance(y_true, bool):
-        keys.update({"True": True, "False": False})
-    return {keys.get(k, k): v for k, v in scores.items()}
+        return {_BOOLEANS.get(k, k): v for k, v in scores.items()}
+    key = str(y_true)
+    return {y_true if k == key else k: v for k, v in scores.items()}
+
+
+# A binary problem's wire keys, typed again (built once: served_scores runs per joined pair).
+_BOOLEANS: dict[str, Any] = {"True": True, "False": False}
