@@ -154,7 +154,9 @@ def learner_run(settings: Settings, n: int) -> float:
                 marks.append((header.learned_count, header.created_ts))
     c.close()
     first = next(m for m in marks if m[0] >= WARMUP)
-    last = next(m for m in marks if m[0] >= n)
+    # The final snapshot is normally the one published on shutdown, after the idle exit: stop
+    # at the one before it, so the idle wait is not counted as learning time.
+    last = marks[-2]
     return (last[0] - first[0]) / ((last[1] - first[1]) / 1000)
 
 
