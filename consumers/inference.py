@@ -30,7 +30,7 @@ from riverflow.cli import add_worker_arguments, settings_from
 from riverflow.clients import consumer
 from riverflow.errors import ConfigError, InvalidEvent
 from riverflow.lifecycle import Stopper
-from riverflow.metrics import InferenceMetrics, serve
+from riverflow.metrics import HistogramBatch, InferenceMetrics, serve
 from riverflow.schemas import Decoder, Reading, now_ms
 from riverflow.settings import Settings
 
@@ -92,6 +92,9 @@ class InferenceWorker:
         self._drift_tracked: set[str] = set()
         self._lag: list[tuple[list[str], float]] = []
         self._lag_at = 0.0
+        # Per-reading histograms are counted locally and added once per batch.
+        self._call_latency = HistogramBatch(self.metrics.predict_latency)
+        self._e2e_latency = HistogramBatch(self.metrics.end_to_end_latency)
         self.metrics.add_lag(lambda: self._lag)
         self.metrics.add_model_age(lambda: time.time() - self.follower.current.created_ts / 1000)
 
@@ -167,7 +170,7 @@ class InferenceWorker:
         model, version, task, name = served.model, served.version, self.task, self.name
         decode = self.decoder.reading
         predict = tasks.predict
-        observe_call = self.metrics.predict_latency.observe
+        observe_call = self._call_latency.observe
         clock = time.perf_counter
         send = self.delivery.send
         topic = self.settings.predictions_topic
@@ -227,9 +230,11 @@ class InferenceWorker:
         """Metrics and drift for a batch whose outputs are in Kafka."""
         m = self.metrics
         m.predictions.inc(len(valid))
-        observe_e2e = m.end_to_end_latency.observe
+        observe_e2e = self._e2e_latency.observe
         for reading in valid:
             observe_e2e((produced_ms - reading.ts) / 1000)
+        self._e2e_latency.flush()
+        self._call_latency.flush()
         self._update_drift(valid)
         if refused:
             for error in refused:
