@@ -27,8 +27,8 @@ from online_model import tasks
 from online_model.drift import FeatureDriftMonitor
 from online_model.presets import resolve
 from riverflow.cli import add_worker_arguments, settings_from
-from riverflow.clients import consumer
-from riverflow.errors import ConfigError, InvalidEvent
+from riverflow.clients import consumer, lag_samples
+from riverflow.errors import InvalidEvent
 from riverflow.lifecycle import Stopper
 from riverflow.metrics import HistogramBatch, InferenceMetrics, serve
 from riverflow.schemas import Decoder, Reading, now_ms
@@ -294,13 +294,8 @@ class InferenceWorker:
         """Cache each owned partition's lag for the scrape thread (which must not touch the
         consumer): the end offset seen by the last fetch minus the position."""
         self._lag_at = time.monotonic()
-        samples: list[tuple[list[str], float]] = []
-        for tp in sorted(self.consumer.assignment()):
-            high = self.consumer.highwater(tp)
-            position = self.consumer.position(tp, timeout_ms=100)
-            if high is not None and position is not None:
-                samples.append(([tp.topic, str(tp.partition)], float(max(0, high - position))))
-        self._lag = samples
+        c = self.consumer
+        self._lag = lag_samples(c, {tp: c.position(tp, timeout_ms=100) for tp in c.assignment()})
 
     def forget(self, partitions: Iterable[TopicPartition]) -> None:
         gone = {(tp.topic, str(tp.partition)) for tp in partitions}
@@ -357,15 +352,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     stopper = Stopper(settings.idle_exit_s).install()
-    worker = InferenceWorker(settings, stopper)
-    port = DEFAULT_METRICS_PORT if settings.metrics_port is None else settings.metrics_port
-    try:
-        serve(worker.metrics.registry, port)
-    except OSError as exc:
-        worker.close()
-        raise ConfigError(
-            f"cannot serve metrics on port {port} ({exc}): pass another --metrics-port"
-        ) from None
+    metrics = InferenceMetrics()
+    serve(metrics.registry, settings.metrics_port, DEFAULT_METRICS_PORT)
+    worker = InferenceWorker(settings, stopper, metrics)
     # What is loaded by now lives as long as the process: keep it out of the collector's
     # passes, which every batch's short-lived records would otherwise trigger over it.
     gc.freeze()

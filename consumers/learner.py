@@ -31,7 +31,7 @@ from consumers.session import Session
 from online_model.drift import DETECTORS, make_detector
 from online_model.presets import ModelSpec, resolve
 from riverflow.cli import add_worker_arguments, settings_from
-from riverflow.clients import consumer, producer
+from riverflow.clients import consumer, producer, topic_partitions
 from riverflow.errors import ConfigError
 from riverflow.lifecycle import Stopper
 from riverflow.metrics import LearnerMetrics, serve
@@ -113,8 +113,7 @@ def run(args: argparse.Namespace) -> int:
     spec = resolve(settings.model)
     make_detector(settings.concept_drift_detector)  # a bad name is a usage error, found now
     metrics = LearnerMetrics()
-    port = DEFAULT_METRICS_PORT if settings.metrics_port is None else settings.metrics_port
-    serve(metrics.registry, port)
+    serve(metrics.registry, settings.metrics_port, DEFAULT_METRICS_PORT)
     stopper = Stopper(settings.idle_exit_s).install()
     # Everything imported so far lives as long as the process: keep it out of the collector's
     # full passes, which otherwise walk it again and again among the pending entries.
@@ -151,11 +150,11 @@ class Learner(ConsumerRebalanceListener):
             partition_assignment_strategy=(CooperativeStickyAssignor,),
         )
         # Metadata first: a missing topic is a usage error, and the assignor needs the partition.
-        if not self.group.partitions_for_topic(s.models_topic):
+        try:
+            topic_partitions(self.group, s.models_topic)
+        except ConfigError:
             self.group.close(autocommit=False)
-            raise ConfigError(
-                f"models topic {s.models_topic!r} does not exist: run `riverflow topics create`"
-            )
+            raise
         self.dead_letters = producer(s)
         self.group.subscribe([s.models_topic], listener=self)
         log.info("learner for %s joined group %s; waiting to be active", s.model_name, group_id)

@@ -27,8 +27,8 @@ from consumers.model_publisher import PublishFailed, SnapshotPublisher
 from consumers.snapshot_feed import SnapshotFeed
 from online_model.presets import ModelSpec
 from online_model.snapshot import SnapshotHeader, dumps, loads
-from riverflow.clients import consumer, send_dead_letter
-from riverflow.errors import ConfigError, InvalidEvent
+from riverflow.clients import consumer, lag_samples, send_dead_letter, topic_partitions
+from riverflow.errors import InvalidEvent
 from riverflow.metrics import LearnerMetrics
 from riverflow.schemas import Decoder, Feedback, now_ms
 from riverflow.settings import Settings
@@ -131,10 +131,7 @@ class Session:
         inputs = self.inputs = consumer(s, group_id=None)
         tps: list[TopicPartition] = []
         for topic in (s.predictions_topic, s.feedback_topic):
-            partitions = inputs.partitions_for_topic(topic)
-            if not partitions:
-                raise ConfigError(f"topic {topic!r} does not exist: run `riverflow topics create`")
-            tps += [TopicPartition(topic, p) for p in sorted(partitions)]
+            tps += topic_partitions(inputs, topic)
         inputs.assign(tps)
         self.keys = {tp: partition_key(tp.topic, tp.partition) for tp in tps}
         new = [tp for tp in tps if checkpoint.start(self.keys[tp]) is None]
@@ -224,14 +221,8 @@ class Session:
         self.metrics.dead_letters.labels(stage).inc()
 
     def _cache_lag(self) -> None:
-        # Computed here, read by the scrape thread: kafka-python clients are not thread-safe.
         assert self.inputs is not None
-        lag = []
-        for tp, position in self.positions.items():
-            end = self.inputs.highwater(tp)
-            if end is not None:
-                lag.append(([tp.topic, str(tp.partition)], float(max(0, end - position))))
-        self.lag = lag
+        self.lag = lag_samples(self.inputs, self.positions)
 
     # -- snapshots -----------------------------------------------------------------------
 

@@ -13,10 +13,7 @@ import logging
 import time
 from typing import Any
 
-from kafka import TopicPartition
-
-from riverflow.clients import consumer
-from riverflow.errors import ConfigError
+from riverflow.clients import consumer, topic_partitions
 from riverflow.settings import Settings
 from riverflow.topics import MODELS_MAX_MESSAGE_BYTES
 
@@ -43,12 +40,7 @@ class SnapshotFeed:
         """Assign the topic, read it to its end offsets and return the last snapshot value of
         this model (``None`` if it has none yet). Later snapshots come from :meth:`poll`."""
         c = self._consumer
-        partitions = c.partitions_for_topic(self.topic)
-        if not partitions:
-            raise ConfigError(
-                f"models topic {self.topic!r} does not exist: run `riverflow topics create`"
-            )
-        tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+        tps = topic_partitions(c, self.topic)
         c.assign(tps)
         c.seek_to_beginning(*tps)
         ends: dict[Any, int] = c.end_offsets(tps)

@@ -7,14 +7,15 @@ their own logic and the settings-to-client mapping exists once (:func:`kafka_kwa
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 from kafka.partitioner import DefaultPartitioner
 from kafka.partitioner.default import murmur2
 
-from riverflow.errors import BrokerError, InvalidEvent
+from riverflow.errors import BrokerError, ConfigError, InvalidEvent
 from riverflow.settings import Settings, kafka_kwargs
 
 log = logging.getLogger(__name__)
@@ -100,6 +101,28 @@ def _unreachable(settings: Settings) -> BrokerError:
         f"no Kafka broker answers at {settings.bootstrap_servers}: start one with "
         "`riverflow kafka start` or set RIVERFLOW_BOOTSTRAP_SERVERS"
     )
+
+
+def topic_partitions(client: Any, topic: str) -> list[TopicPartition]:
+    """Every partition of ``topic`` in order; a missing topic is a usage error."""
+    partitions = client.partitions_for_topic(topic)
+    if not partitions:
+        raise ConfigError(f"topic {topic!r} does not exist: run `riverflow topics create`")
+    return [TopicPartition(topic, p) for p in sorted(partitions)]
+
+
+def lag_samples(
+    client: KafkaConsumer, positions: Mapping[TopicPartition, int | None]
+) -> list[tuple[list[str], float]]:
+    """``consumer_lag`` samples: each partition's end offset seen by the last fetch minus the
+    position. Computed by the thread that owns the consumer (kafka-python clients are not
+    thread-safe) and cached for the scrape thread."""
+    samples: list[tuple[list[str], float]] = []
+    for tp, position in positions.items():
+        end = client.highwater(tp)
+        if end is not None and position is not None:
+            samples.append(([tp.topic, str(tp.partition)], float(max(0, end - position))))
+    return samples
 
 
 def dead_letter_headers(record: Any, error: BaseException, stage: str) -> list[tuple[str, bytes]]:

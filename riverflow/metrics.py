@@ -15,6 +15,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from online_model.snapshot import REJECT_REASONS
+from riverflow.errors import ConfigError
 from riverflow.schemas import REASONS
 
 log = logging.getLogger(__name__)
@@ -268,8 +269,16 @@ def _zero(counter: Counter, values: Iterable[str]) -> None:
         counter.labels(value)
 
 
-def serve(registry: CollectorRegistry, port: int) -> None:
-    """Serve ``registry`` on ``port`` (0: not at all) from a daemon thread."""
-    if port:
+def serve(registry: CollectorRegistry, port: int | None, default: int) -> None:
+    """Serve ``registry`` from a daemon thread on ``port`` (None: the command's ``default``;
+    0: not at all). A port already in use is a usage error."""
+    port = default if port is None else port
+    if not port:
+        return
+    try:
         start_http_server(port, addr="0.0.0.0", registry=registry)
-        log.info("metrics on http://127.0.0.1:%d/metrics", port)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot serve metrics on port {port} ({exc}): pass another --metrics-port"
+        ) from None
+    log.info("metrics on http://127.0.0.1:%d/metrics", port)

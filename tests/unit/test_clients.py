@@ -45,3 +45,47 @@ def test_cache_is_bounded_and_unknown_topics_refused() -> None:
     with pytest.raises(ValueError):
         p.partition("nope", None, b"k", None, None, cluster)
     assert p.partition("t", None, None, None, None, cluster) in {0, 1, 2}
+
+
+def test_topic_partitions_in_order_and_missing_topic_is_a_usage_error() -> None:
+    from kafka import TopicPartition
+
+    from riverflow.clients import topic_partitions
+    from riverflow.errors import ConfigError
+
+    cluster: Any = Cluster({"t": {2, 0, 1}})
+    assert topic_partitions(cluster, "t") == [TopicPartition("t", p) for p in (0, 1, 2)]
+    with pytest.raises(ConfigError, match="riverflow topics create"):
+        topic_partitions(cluster, "missing")
+
+
+def test_lag_samples_skip_unknown_ends_and_positions() -> None:
+    from kafka import TopicPartition
+
+    from riverflow.clients import lag_samples
+
+    ends = {TopicPartition("t", 0): 10, TopicPartition("t", 1): None, TopicPartition("t", 2): 5}
+
+    class Consumer:
+        def highwater(self, tp: TopicPartition) -> int | None:
+            return ends[tp]
+
+    positions = {TopicPartition("t", 0): 4, TopicPartition("t", 1): 3, TopicPartition("t", 2): None}
+    assert lag_samples(Consumer(), positions) == [(["t", "0"], 6.0)]  # type: ignore[arg-type]
+
+
+def test_a_taken_metrics_port_is_a_usage_error() -> None:
+    import socket
+
+    from prometheus_client import CollectorRegistry
+
+    from riverflow.errors import ConfigError
+    from riverflow.metrics import serve
+
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ConfigError, match="--metrics-port"):
+            serve(CollectorRegistry(), None, port)
+    serve(CollectorRegistry(), 0, port)  # 0: metrics off, nothing is bound
