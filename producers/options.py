@@ -26,6 +26,16 @@ def number(
     return parse
 
 
+def add_label_delay(parser: argparse._ActionsContainer, default: float) -> None:
+    parser.add_argument(
+        "--label-delay",
+        type=number(float, 0),
+        default=default,
+        metavar="SECONDS",
+        help=f"seconds from a reading to its label (default {default:g})",
+    )
+
+
 def add_rate(parser: argparse.ArgumentParser, default: float) -> None:
     parser.add_argument(
         "--rate",

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Iterable, Iterator
 
 from producers.events import Outgoing, run_prefix
-from producers.options import add_rate, number
+from producers.options import add_label_delay, add_rate, number
 from producers.publisher import Publisher, ensure_topics
 from producers.tabular import FeatureCleaner, open_source, to_events
 from riverflow.cli import settings_from
@@ -40,13 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_rate(parser, default=0)
     parser.add_argument("--limit", type=number(int, 1), help="replay at most this many rows")
     delay = parser.add_mutually_exclusive_group()
-    delay.add_argument(
-        "--label-delay",
-        type=number(float, 0),
-        default=0.0,
-        metavar="SECONDS",
-        help="seconds from a reading to its label (default 0)",
-    )
+    add_label_delay(delay, default=0.0)
     delay.add_argument(
         "--label-delay-events",
         type=number(int, 0),

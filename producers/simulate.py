@@ -15,7 +15,7 @@ import random
 
 from producers.events import run_prefix
 from producers.fleet import CONCEPTS, DEFAULT_CONCEPT, Concept, fleet
-from producers.options import add_rate, number
+from producers.options import add_label_delay, add_rate, number
 from producers.publisher import Publisher, ensure_topics
 from riverflow.cli import settings_from
 from riverflow.errors import ConfigError
@@ -59,13 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=1.0,
         help="share of readings whose label is sent as feedback (default 1.0)",
     )
-    parser.add_argument(
-        "--label-delay",
-        type=number(float, 0),
-        default=2.0,
-        metavar="SECONDS",
-        help="seconds from a reading to its label (default 2.0)",
-    )
+    add_label_delay(parser, default=2.0)
     parser.add_argument(
         "--label-jitter",
         type=number(float, 0, 1),
