@@ -90,13 +90,14 @@ def read_topic(
     expect: int | None = None,
     timeout: float = 60,
     idle: float = 3.0,
+    committed_only: bool = True,
 ) -> list[Any]:
     consumer = KafkaConsumer(
         **kafka_kwargs(settings),
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
-        isolation_level="read_committed",
+        isolation_level="read_committed" if committed_only else "read_uncommitted",
     )
     try:
         ids = sorted(consumer.partitions_for_topic(topic) or [])

@@ -1,174 +1,36 @@
-"""`riverflow infer` against the real broker: predictions, dead letters, groups, shutdown, metrics.
-
-Helpers here are shared by the other test_inference_* modules.
-"""
+"""`riverflow infer` on the real broker: predictions, dead letters, groups, shutdown, metrics."""
 
 from __future__ import annotations
 
 import json
 import random
-import signal
-import subprocess
 import threading
 import time
-import urllib.request
-import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaConsumer
 from kafka.errors import CommitFailedError
-from prometheus_client.parser import text_string_to_metric_families
-from river import linear_model
 
-from riverflow.clients import admin, producer
 from riverflow.schemas import now_ms
-from riverflow.settings import Settings, kafka_kwargs
+from riverflow.settings import kafka_kwargs
+from tests.integration.inference_support import (
+    committed_total,
+    event_ids,
+    group,
+    infer_args,
+    produce,
+    read_all,
+    reading,
+    scrape,
+    stop,
+    value,
+    wait_until,
+)
 from tests.integration.kit import free_port
 
-# -- helpers --------------------------------------------------------------------------------------
-
-
-def reading(i: int, **overrides: Any) -> dict[str, Any]:
-    value: dict[str, Any] = {
-        "event_id": f"e{i}",
-        "sensor_id": f"s{i % 50}",
-        "ts": now_ms(),
-        "features": {"a": float(i % 10), "b": 0.5 * i, "c": -1.0},
-    }
-    value.update(overrides)
-    return value
-
-
-def produce(settings: Settings, values: Iterable[dict[str, Any] | bytes]) -> int:
-    """Send readings (dicts are JSON-encoded, bytes sent as they are); returns how many."""
-    p = producer(settings)
-    n = 0
-    for value in values:
-        if isinstance(value, dict):
-            key = str(value.get("sensor_id", "none")).encode()
-            raw = json.dumps(value).encode()
-        else:
-            key, raw = b"raw", value
-        p.send(settings.readings_topic, key=key, value=raw)
-        n += 1
-    p.flush()
-    p.close()
-    return n
-
-
-def read_all(
-    settings: Settings, topic: str, *, committed_only: bool = True, idle: float = 3.0
-) -> list[Any]:
-    """Every record of ``topic`` until ``idle`` seconds pass with nothing new."""
-    c = KafkaConsumer(
-        **kafka_kwargs(settings),
-        group_id=None,
-        enable_auto_commit=False,
-        isolation_level="read_committed" if committed_only else "read_uncommitted",
-    )
-    try:
-        tps = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or [])]
-        c.assign(tps)
-        c.seek_to_beginning(*tps)
-        out: list[Any] = []
-        last = time.monotonic()
-        while time.monotonic() - last < idle:
-            for records in c.poll(timeout_ms=300).values():
-                out.extend(records)
-                last = time.monotonic()
-        return out
-    finally:
-        c.close()
-
-
-def event_ids(records: list[Any]) -> Counter[str]:
-    return Counter(json.loads(r.value)["event_id"] for r in records)
-
-
-def committed_total(settings: Settings, group: str) -> int:
-    client = admin(settings)
-    try:
-        offsets = client.list_group_offsets(group)[group]
-    finally:
-        client.close()
-    return sum(o.offset for tp, o in offsets.items() if tp.topic == settings.readings_topic)
-
-
-def scrape(port: int) -> dict[str, list[Any]]:
-    """Metric families by name -> samples; empty when the endpoint is not up yet."""
-    try:
-        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read()
-    except OSError:
-        return {}
-    return {f.name: f.samples for f in text_string_to_metric_families(text.decode())}
-
-
-def value(metrics: dict[str, list[Any]], name: str, **labels: str) -> float | None:
-    """The sample called ``name`` (or ``name_total``) with ``labels``, from any family."""
-    for samples in metrics.values():
-        for sample in samples:
-            if sample.name in (name, name + "_total") and all(
-                sample.labels.get(k) == v for k, v in labels.items()
-            ):
-                return float(sample.value)
-    return None
-
-
-def wait_until(check: Callable[[], Any], timeout: float = 60, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-def group() -> str:
-    return f"test-infer-{uuid.uuid4().hex[:8]}"
-
-
-def infer_args(group_id: str, *extra: str, model: str = "logreg") -> list[str]:
-    return ["infer", "--model", model, "--group-id", group_id, *extra]
-
-
-def stop(proc: subprocess.Popen[str], timeout: float = 30) -> int:
-    proc.send_signal(signal.SIGTERM)
-    return proc.wait(timeout=timeout)
-
-
-# Custom estimators for `--model tests.integration.test_inference:<factory>`.
-
-
-class _Exploding(linear_model.LogisticRegression):
-    """Raises on readings with a truthy "boom" feature: a model error, not a data error."""
-
-    def predict_proba_one(self, x: dict[Any, Any], **kwargs: Any) -> dict[Any, float]:
-        if x.get("boom"):
-            raise ArithmeticError("boom feature")
-        return super().predict_proba_one(x, **kwargs)
-
-
-def exploding() -> _Exploding:
-    return _Exploding()
-
-
-class _Slow(linear_model.LogisticRegression):
-    """Takes ~2 ms per prediction, so a test can stop the worker halfway through a backlog."""
-
-    def predict_proba_one(self, x: dict[Any, Any], **kwargs: Any) -> dict[Any, float]:
-        time.sleep(0.002)
-        return super().predict_proba_one(x, **kwargs)
-
-
-def slow() -> _Slow:
-    return _Slow()
-
-
-# -- tests ----------------------------------------------------------------------------------------
+SUPPORT = "tests.integration.inference_support"  # holds the custom estimators
 
 
 def test_every_reading_gets_one_prediction_and_a_restart_continues(stack: Any) -> None:
@@ -223,7 +85,7 @@ def test_bad_input_is_dead_lettered_with_reasons_and_nothing_is_lost(stack: Any)
     ]
     good = [reading(i) for i in range(300)]
     produce(s.settings, [*good[:150], *(b for b, _, _ in bad), *good[150:]])
-    model = "tests.integration.test_inference:exploding"
+    model = SUPPORT + ":exploding"
     s.run(*infer_args(g, "--idle-exit", "3", "--metrics-port", "0", model=model))
 
     predictions = read_all(s.settings, s.settings.predictions_topic)
@@ -262,18 +124,19 @@ def test_two_workers_split_the_partitions_and_predict_everything(
     try:
         lags = [
             wait_until(
-                lambda p=port: scrape(p).get("riverflow_consumer_lag"),  # type: ignore[misc]
+                lambda p=port: scrape(p).select("riverflow_consumer_lag"),  # type: ignore[misc]
                 what="both workers to report lag",
             )
             for port in ports
         ]
         # Each owns half of the partitions once the group settles.
         wait_until(
-            lambda: all(len(scrape(p).get("riverflow_consumer_lag", [])) == 2 for p in ports),
+            lambda: all(len(scrape(p).select("riverflow_consumer_lag")) == 2 for p in ports),
             what="a 2 + 2 split",
         )
         owned = [
-            {x.labels["partition"] for x in scrape(p)["riverflow_consumer_lag"]} for p in ports
+            {labels["partition"] for labels, _ in scrape(p).select("riverflow_consumer_lag")}
+            for p in ports
         ]
         assert lags and owned[0].isdisjoint(owned[1]) and owned[0] | owned[1] == set("0123")
 
@@ -303,7 +166,9 @@ def test_sigterm_leaves_no_finished_work_uncommitted(stack: Any, tmp_path: Path)
     log = tmp_path / "infer.log"
     port = free_port()
     proc = s.start(
-        *infer_args(g, "--metrics-port", str(port), model="tests.integration.test_inference:slow"),
+        *infer_args(
+            g, "--metrics-port", str(port), model="tests.integration.inference_support:slow"
+        ),
         log_path=str(log),
     )
     wait_until(
@@ -327,7 +192,7 @@ def test_metrics_endpoint_serves_every_family(stack: Any, tmp_path: Path) -> Non
     port = free_port()
     proc = s.start(*infer_args(group(), "--metrics-port", str(port)), log_path=str(tmp_path / "l"))
     try:
-        wait_until(lambda: scrape(port).get("riverflow_consumer_lag"), what="the endpoint")
+        wait_until(lambda: scrape(port).select("riverflow_consumer_lag"), what="the endpoint")
         # Feature "c" shifts by three standard deviations halfway: the sampled monitor sees it.
         rng = random.Random(7)
         shifting = [
@@ -355,13 +220,13 @@ def test_metrics_endpoint_serves_every_family(stack: Any, tmp_path: Path) -> Non
     assert 0 <= (value(m, "riverflow_model_age_seconds") or -1) < 60
     for histogram in ("predict_latency", "end_to_end_latency", "batch_latency"):
         assert (value(m, f"riverflow_{histogram}_seconds_count") or 0) > 0, histogram
-    assert {x.labels["partition"] for x in m["riverflow_consumer_lag"]} == {"0", "1"}
-    assert all(x.value >= 0 for x in m["riverflow_consumer_lag"])
-    assert {x.labels["feature"] for x in m["riverflow_feature_drift_score"]} == {"a", "b", "c"}
+    lag = m.select("riverflow_consumer_lag")
+    assert {labels["partition"] for labels, _ in lag} == {"0", "1"}
+    assert all(v >= 0 for _, v in lag)
+    scores = m.select("riverflow_feature_drift_score")
+    assert {labels["feature"] for labels, _ in scores} == {"a", "b", "c"}
     detections = {
-        x.labels["feature"]: x.value
-        for x in m["riverflow_feature_drift_detections"]
-        if x.name.endswith("_total")
+        labels["feature"]: v for labels, v in m.select("riverflow_feature_drift_detections_total")
     }
     assert detections["a"] == detections["b"] == 0 and detections["c"] >= 1
 

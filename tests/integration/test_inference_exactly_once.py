@@ -9,7 +9,7 @@ from typing import Any
 from kafka.errors import KafkaError
 
 from consumers.inference import InferenceWorker
-from tests.integration.test_inference import (
+from tests.integration.inference_support import (
     committed_total,
     event_ids,
     group,

@@ -11,8 +11,7 @@ from river import linear_model, preprocessing
 from online_model.snapshot import SnapshotHeader, dumps
 from riverflow.clients import producer
 from riverflow.settings import Settings
-from tests.integration.test_inference import (
-    free_port,
+from tests.integration.inference_support import (
     group,
     infer_args,
     produce,
@@ -23,6 +22,7 @@ from tests.integration.test_inference import (
     value,
     wait_until,
 )
+from tests.integration.kit import free_port
 
 
 def trained_logreg() -> Any:

@@ -1,0 +1,131 @@
+"""Helpers for the inference integration tests (test_inference*.py), and custom estimators
+for `--model tests.integration.inference_support:<factory>`."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from river import linear_model
+
+from riverflow.clients import admin, producer
+from riverflow.schemas import now_ms
+from riverflow.scrape import Page
+from riverflow.settings import Settings
+from tests.integration.kit import read_topic
+
+
+def reading(i: int, **overrides: Any) -> dict[str, Any]:
+    value: dict[str, Any] = {
+        "event_id": f"e{i}",
+        "sensor_id": f"s{i % 50}",
+        "ts": now_ms(),
+        "features": {"a": float(i % 10), "b": 0.5 * i, "c": -1.0},
+    }
+    value.update(overrides)
+    return value
+
+
+def produce(settings: Settings, values: Iterable[dict[str, Any] | bytes]) -> int:
+    """Send readings (dicts are JSON-encoded, bytes sent as they are); returns how many."""
+    p = producer(settings)
+    n = 0
+    for value in values:
+        if isinstance(value, dict):
+            key = str(value.get("sensor_id", "none")).encode()
+            raw = json.dumps(value).encode()
+        else:
+            key, raw = b"raw", value
+        p.send(settings.readings_topic, key=key, value=raw)
+        n += 1
+    p.flush()
+    p.close()
+    return n
+
+
+def read_all(
+    settings: Settings, topic: str, *, committed_only: bool = True, idle: float = 3.0
+) -> list[Any]:
+    """Every record of ``topic`` until ``idle`` seconds pass with nothing new."""
+    return read_topic(settings, topic, timeout=600, idle=idle, committed_only=committed_only)
+
+
+def event_ids(records: list[Any]) -> Counter[str]:
+    return Counter(json.loads(r.value)["event_id"] for r in records)
+
+
+def committed_total(settings: Settings, group: str) -> int:
+    client = admin(settings)
+    try:
+        offsets = client.list_group_offsets(group)[group]
+    finally:
+        client.close()
+    return sum(o.offset for tp, o in offsets.items() if tp.topic == settings.readings_topic)
+
+
+def scrape(port: int) -> Page:
+    """The worker's metrics page; empty when the endpoint is not up yet."""
+    return Page.fetch([f"http://127.0.0.1:{port}/metrics"], timeout_s=2)
+
+
+def value(page: Page, name: str, **labels: str) -> float | None:
+    """The sample called ``name`` (or ``name_total``) with ``labels``."""
+    samples = page.select(name, **labels) or page.select(name + "_total", **labels)
+    return float(samples[0][1]) if samples else None
+
+
+def wait_until(check: Callable[[], Any], timeout: float = 60, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def group() -> str:
+    return f"test-infer-{uuid.uuid4().hex[:8]}"
+
+
+def infer_args(group_id: str, *extra: str, model: str = "logreg") -> list[str]:
+    return ["infer", "--model", model, "--group-id", group_id, *extra]
+
+
+def stop(proc: subprocess.Popen[str], timeout: float = 30) -> int:
+    proc.send_signal(signal.SIGTERM)
+    return proc.wait(timeout=timeout)
+
+
+# Custom estimators for `--model tests.integration.inference_support:<factory>`.
+
+
+class _Exploding(linear_model.LogisticRegression):
+    """Raises on readings with a truthy "boom" feature: a model error, not a data error."""
+
+    def predict_proba_one(self, x: dict[Any, Any], **kwargs: Any) -> dict[Any, float]:
+        if x.get("boom"):
+            raise ArithmeticError("boom feature")
+        return super().predict_proba_one(x, **kwargs)
+
+
+def exploding() -> _Exploding:
+    return _Exploding()
+
+
+class _Slow(linear_model.LogisticRegression):
+    """Takes ~2 ms per prediction, so a test can stop the worker halfway through a backlog."""
+
+    def predict_proba_one(self, x: dict[Any, Any], **kwargs: Any) -> dict[Any, float]:
+        time.sleep(0.002)
+        return super().predict_proba_one(x, **kwargs)
+
+
+def slow() -> _Slow:
+    return _Slow()
