@@ -17,6 +17,7 @@ import pytest
 from riverflow.errors import BrokerError
 from riverflow.local_kafka import LocalKafka
 from tests.integration.kit import Stack, make_stack
+from tests.integration.learner_support import learners  # noqa: F401 - a fixture for test_learner*
 
 
 @pytest.fixture(scope="session")

@@ -18,12 +18,9 @@ from tests.integration.learner_support import (
     Learners,
     base_ts,
     feedback,
-    learners,
     prediction,
     snapshots,
 )
-
-__all__ = ["learners"]  # the fixture, imported for pytest
 
 
 def group() -> str:

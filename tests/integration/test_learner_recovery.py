@@ -15,12 +15,9 @@ from tests.integration.learner_support import (
     Learners,
     base_ts,
     feedback,
-    learners,
     prediction,
     snapshots,
 )
-
-__all__ = ["learners"]  # the fixture, imported for pytest
 
 MODEL = "tests.learner_models:counting"
 
