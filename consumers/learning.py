@@ -93,6 +93,8 @@ class Learning:
         model: Any = None,
         learned: int = 0,
         watermark: int = 0,
+        evaluation: dict[str, Any] | None = None,
+        version: int = 0,
     ) -> None:
         self.spec = spec
         self.task = spec.task
@@ -102,16 +104,27 @@ class Learning:
         self.model = spec.build() if model is None else model
         self._argmax = self.task == "classification" and predicts_by_argmax(self.model)
         self.learned = learned
+        # The version last published: a joined prediction served by an older one shows how far
+        # the served model trails the learner.
+        self.version = version
         # True once a drift replaced the model: the learner publishes it at once.
         self.replaced = False
         self.store = MemoryJoinStore(config.ttl_ms, config.max_pending, watermark)
         self.served = Evaluator(self.task, config.window)
         self.evaluator = Evaluator(self.task, config.window)
         self.drift = ConceptDriftMonitor(config.detector)
+        if evaluation is not None:
+            self._resume_evaluation(evaluation)
         feedback = metrics.feedback
         self._joined, self._expired = feedback.labels("joined"), feedback.labels("expired")
         self._duplicate, self._invalid = feedback.labels("duplicate"), feedback.labels("invalid")
         self._detections = metrics.concept_drift_detections.labels(config.detector)
+        # A successor's counter starts where its predecessor's lineage was, not at zero.
+        counted = metrics.registry.get_sample_value(
+            "riverflow_concept_drift_detections_total", {"detector": config.detector}
+        )
+        self._detections.inc(max(0, self.drift.detections - (counted or 0)))
+        self._version_lag = HistogramBatch(metrics.served_version_lag)
         # Per-pair observations and counts are kept here and added to their metrics once per
         # batch by export(): observing each pair took locks and several calls per metric.
         self._delays = HistogramBatch(metrics.feedback_delay)
@@ -166,6 +179,7 @@ class Learning:
         labelled: Labelled = join.feedback.value
         prediction, y = served.prediction, labelled.feedback.label
         self.served.update(y, prediction.prediction, served_scores(self.task, y, prediction.scores))
+        self._version_lag.observe(max(0, self.version - prediction.model_version))
         if self.task == "anomaly":
             self.evaluator.update(y, served.score)
             err = error(self.task, y, served.score)
@@ -218,6 +232,33 @@ class Learning:
             self.model = self.spec.build()  # same factory: predicts_by_argmax still holds
             self.replaced = True
 
+    def evaluation(self) -> dict[str, Any]:
+        """What a snapshot carries beside the model, so that a successor continues every
+        quality series (cumulative and rolling, served and learner) and the concept drift
+        detector exactly where this learner was."""
+        return {"served": self.served, "learner": self.evaluator, "drift": self.drift}
+
+    def _resume_evaluation(self, state: dict[str, Any]) -> None:
+        served, learner, drift = state.get("served"), state.get("learner"), state.get("drift")
+        if (
+            isinstance(served, Evaluator)
+            and isinstance(learner, Evaluator)
+            and isinstance(drift, ConceptDriftMonitor)
+            and served.task == learner.task == self.task
+            and served.window == learner.window == self.config.window
+            and drift.name == self.config.detector
+        ):
+            self.served, self.evaluator, self.drift = served, learner, drift
+            return
+        # Another window or detector was configured: the series restart, knowingly.
+        log.warning(
+            "the snapshot's evaluation state does not fit the settings (task %s, window %d, "
+            "detector %s): quality metrics and drift detection start over",
+            self.task,
+            self.config.window,
+            self.config.detector,
+        )
+
     def expire(self) -> None:
         for side, _ in self.store.expire():
             if side is Side.FEEDBACK:
@@ -230,6 +271,7 @@ class Learning:
         that describe the current state (once per batch)."""
         m = self.metrics
         self._delays.flush()
+        self._version_lag.flush()
         self._learn_latencies.flush()
         if self._joined_unexported:
             self._joined.inc(self._joined_unexported)

@@ -76,7 +76,7 @@ class Session:
         self.inputs: KafkaConsumer | None = None
         try:
             self.publisher.fence()
-            header, model = self._load()
+            header, model, evaluation = self._load()
             self.version = header.version if header else 0
             checkpoint = Checkpoint.from_header(header) if header else Checkpoint()
             config = LearningConfig(
@@ -94,6 +94,8 @@ class Session:
                 model=model,
                 learned=header.learned_count if header else 0,
                 watermark=checkpoint.watermark,
+                evaluation=evaluation,
+                version=self.version,
             )
             self.published_learned = self.learning.learned
             self.published_at = time.monotonic()
@@ -104,7 +106,7 @@ class Session:
         metrics.model_version.set(self.version)
         self.lag: list[tuple[list[str], float]] = []
 
-    def _load(self) -> tuple[SnapshotHeader | None, Any]:
+    def _load(self) -> tuple[SnapshotHeader | None, Any, dict[str, Any] | None]:
         feed = SnapshotFeed(self.settings, self.settings.model_name)
         try:
             data = feed.latest()
@@ -112,10 +114,12 @@ class Session:
             feed.close(self.settings.shutdown_timeout_s)
         if data is None:
             log.info("no snapshot of %s yet: starting from the preset", self.settings.model_name)
-            return None, None
+            return None, None, None
         # A refused snapshot stops the learner: starting over from the preset would learn
         # every feedback a second time into a lineage the inference consumers may not accept.
-        snap = loads(data, self._key, task=self.spec.task, model=self.settings.model_name)
+        snap = loads(
+            data, self._key, task=self.spec.task, model=self.settings.model_name, evaluation=True
+        )
         h = snap.header
         log.info(
             "resuming %s from snapshot v%d (%d learned, %d bytes)",
@@ -124,23 +128,41 @@ class Session:
             h.learned_count,
             snap.size,
         )
-        return h, snap.model
+        if snap.evaluation is None:
+            log.info("the snapshot carries no evaluation state: quality metrics start over")
+        return h, snap.model, snap.evaluation
 
     def _resume(self, checkpoint: Checkpoint) -> None:
         s = self.settings
-        inputs = self.inputs = consumer(s, group_id=None)
-        tps: list[TopicPartition] = []
-        for topic in (s.predictions_topic, s.feedback_topic):
-            tps += topic_partitions(inputs, topic)
-        inputs.assign(tps)
-        self.keys = {tp: partition_key(tp.topic, tp.partition) for tp in tps}
+        self.inputs = consumer(s, group_id=None)
+        self.keys: dict[TopicPartition, str] = {}
+        self.positions: dict[TopicPartition, int] = {}
+        self.replays: dict[TopicPartition, PartitionReplay] = {}
+        tps = [tp for topic in self._topics for tp in topic_partitions(self.inputs, topic)]
+        self._read(tps, checkpoint, s.auto_offset_reset == "earliest")
+        self._partitions_seen_at = time.monotonic()
+        if self.replays:
+            log.info(
+                "re-reading %d records still waiting at the snapshot",
+                sum(sum(e - b for b, e in runs) for runs in checkpoint.pending.values()),
+            )
+
+    @property
+    def _topics(self) -> tuple[str, str]:
+        return self.settings.predictions_topic, self.settings.feedback_topic
+
+    def _read(self, tps: list[TopicPartition], checkpoint: Checkpoint, earliest: bool) -> None:
+        """Add ``tps`` to the partitions read, each from its checkpointed position, or from the
+        beginning (``earliest``) or end of the partition when the checkpoint does not know it."""
+        assert self.inputs is not None
+        inputs = self.inputs
+        inputs.assign([*self.keys, *tps])  # partitions already read keep their positions
+        for tp in tps:
+            self.keys[tp] = partition_key(tp.topic, tp.partition)
         new = [tp for tp in tps if checkpoint.start(self.keys[tp]) is None]
         first: dict[TopicPartition, int] = {}
         if new:
-            reset = s.auto_offset_reset == "earliest"
-            first = inputs.beginning_offsets(new) if reset else inputs.end_offsets(new)
-        self.positions: dict[TopicPartition, int] = {}
-        self.replays: dict[TopicPartition, PartitionReplay] = {}
+            first = inputs.beginning_offsets(new) if earliest else inputs.end_offsets(new)
         for tp in tps:
             key = self.keys[tp]
             start = checkpoint.start(key)
@@ -151,11 +173,28 @@ class Session:
                 if start < self.positions[tp]:
                     self.replays[tp] = checkpoint.replay(key)
             inputs.seek(tp, start)
-        if self.replays:
+
+    def _follow_new_partitions(self) -> None:
+        """Read partitions added to the inputs since the session started (from their beginning:
+        everything in them is newer than the session), within ``metadata_refresh_s``, the age
+        at which the consumer refreshes its metadata."""
+        assert self.inputs is not None
+        now = time.monotonic()
+        if now - self._partitions_seen_at < self.settings.metadata_refresh_s:
+            return
+        self._partitions_seen_at = now
+        found = [
+            TopicPartition(topic, p)
+            for topic in self._topics
+            for p in sorted(self.inputs.partitions_for_topic(topic))
+            if TopicPartition(topic, p) not in self.keys
+        ]
+        if found:
             log.info(
-                "re-reading %d records still waiting at the snapshot",
-                sum(sum(e - b for b, e in runs) for runs in checkpoint.pending.values()),
+                "new input partitions %s: reading them from the beginning",
+                ", ".join(f"{tp.topic}/{tp.partition}" for tp in found),
             )
+            self._read(found, Checkpoint(), earliest=True)
 
     # -- the batch loop ------------------------------------------------------------------
 
@@ -187,6 +226,7 @@ class Session:
         self.learning.expire()
         self.learning.export()
         self._cache_lag()
+        self._follow_new_partitions()
         return count
 
     def _prediction(self, record: Any, key: str, kind: Replay) -> None:
@@ -264,7 +304,7 @@ class Session:
             positions=checkpoint.positions,
             extra=checkpoint.header_extra(),
         )
-        blob = dumps(header, learning.model, self._key)
+        blob = dumps(header, learning.model, self._key, evaluation=learning.evaluation())
         future = self._sender.submit(self._send, blob, timeout_s)
         self._in_flight = InFlight(
             future,
@@ -278,6 +318,7 @@ class Session:
         # Counted as published now (so the next snapshot is due from here); settle() undoes it
         # if the broker refuses.
         self.version, self.published_learned = header.version, learning.learned
+        learning.version = header.version
         learning.replaced = False
         self.published_at = time.monotonic()  # also the retry back-off when publishing fails
 
@@ -303,6 +344,7 @@ class Session:
             done = flight.future.result()
         except PublishFailed:
             self.version, self.published_learned = flight.version_before, flight.learned_before
+            self.learning.version = self.version
             self.learning.replaced |= flight.replaced
             raise
         m = self.metrics

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import io
 import json
 import pickle
 import platform
@@ -58,6 +59,9 @@ class Snapshot:
     header: SnapshotHeader
     model: Any
     size: int = 0
+    # The learner's evaluation state (quality metrics, drift detector), when asked for and
+    # present: a second pickle after the model's, so inference never needs to load it.
+    evaluation: Any = None
 
 
 def _sign(key: bytes, header: bytes, payload: bytes) -> bytes:
@@ -67,9 +71,13 @@ def _sign(key: bytes, header: bytes, payload: bytes) -> bytes:
     return mac.digest()
 
 
-def dumps(header: SnapshotHeader, model: Any, key: bytes | None = None) -> bytes:
+def dumps(
+    header: SnapshotHeader, model: Any, key: bytes | None = None, evaluation: Any = None
+) -> bytes:
     head = json.dumps(asdict(header), separators=(",", ":"), sort_keys=True).encode()
     payload = pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
+    if evaluation is not None:
+        payload += pickle.dumps(evaluation, protocol=pickle.HIGHEST_PROTOCOL)
     sig = _sign(key, head, payload) if key else b""
     return b"".join((MAGIC, _U32.pack(len(head)), head, _U32.pack(len(sig)), sig, payload))
 
@@ -97,8 +105,11 @@ def loads(
     key: bytes | None = None,
     task: str | None = None,
     model: str | None = None,
+    evaluation: bool = False,
 ) -> Snapshot:
-    """Verify and load a snapshot; raise :class:`SnapshotError` with a bounded reason."""
+    """Verify and load a snapshot; raise :class:`SnapshotError` with a bounded reason.
+
+    ``evaluation``: also load the learner's evaluation state, when the snapshot has one."""
     header, head, sig, payload = read_header(data)
     if model is not None and header.model != model:
         raise SnapshotError("wrong_model", f"snapshot is for model {header.model!r}, not {model!r}")
@@ -115,10 +126,14 @@ def loads(
             raise SnapshotError(
                 "bad_signature", f"snapshot v{header.version} has a wrong signature"
             )
+    stream = io.BytesIO(payload)
+    state = None
     try:
-        estimator = pickle.loads(payload)  # noqa: S301 - verified above when a key is set
+        estimator = pickle.load(stream)  # noqa: S301 - verified above when a key is set
+        if evaluation and stream.tell() < len(payload):
+            state = pickle.load(stream)  # noqa: S301
     except Exception as exc:
         raise SnapshotError(
             "unreadable", f"cannot unpickle snapshot v{header.version}: {exc}"
         ) from None
-    return Snapshot(header, estimator, len(data))
+    return Snapshot(header, estimator, len(data), state)

@@ -59,6 +59,9 @@ END_TO_END_BUCKETS = (
 BATCH_BUCKETS = (1e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
 # Labels arrive seconds to hours after the reading.
 FEEDBACK_DELAY_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 86400)
+# Versions between the learner's and the one that served a joined prediction: 0-1 when the
+# served model keeps up, more when snapshots are slow to publish or to swap in.
+VERSION_LAG_BUCKETS = (0, 1, 2, 3, 5, 10, 20, 50, 100, 1000)
 SNAPSHOT_BUCKETS = (1e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -208,6 +211,12 @@ class LearnerMetrics(_WorkerMetrics):
             P + "model_metric",
             "Prequential quality of served and learner models",
             ["source", "metric", "window"],
+            registry=r,
+        )
+        self.served_version_lag = Histogram(
+            P + "served_version_lag",
+            "Learner version minus the version that served each joined prediction",
+            buckets=VERSION_LAG_BUCKETS,
             registry=r,
         )
         self.concept_drift_detections = Counter(

@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     partitions: int = Field(6, ge=1)
 
     # Consumption.
+    # How often clients refresh topic metadata: partitions added to an input topic are read
+    # within this time (Kafka's default, 5 minutes, is long for a scale-out step).
+    metadata_refresh_s: float = Field(30.0, gt=0)
     group_id: str | None = None  # default: riverflow-infer-<model> / riverflow-learn-<model>
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     max_poll_records: int = Field(500, ge=1)
@@ -106,6 +109,7 @@ def kafka_kwargs(settings: Settings) -> dict[str, Any]:
         "bootstrap_servers": settings.bootstrap_servers.split(","),
         "security_protocol": settings.security_protocol,
         "bootstrap_timeout_ms": int(settings.bootstrap_timeout_s * 1000),
+        "metadata_max_age_ms": int(settings.metadata_refresh_s * 1000),
     }
     if settings.sasl_mechanism:
         kw["sasl_mechanism"] = settings.sasl_mechanism

@@ -80,6 +80,7 @@ def test_security_passes_through_to_kafka_python(monkeypatch: pytest.MonkeyPatch
         "bootstrap_servers": ["a:1", "b:2"],
         "security_protocol": "SASL_SSL",
         "bootstrap_timeout_ms": 15000,
+        "metadata_max_age_ms": 30000,
         "sasl_mechanism": "SCRAM-SHA-512",
         "sasl_plain_username": "bob",
         "sasl_plain_password": "s3cret",
@@ -92,6 +93,7 @@ def test_plaintext_kwargs_are_minimal() -> None:
         "bootstrap_servers": ["127.0.0.1:9092"],
         "security_protocol": "PLAINTEXT",
         "bootstrap_timeout_ms": 15000,
+        "metadata_max_age_ms": 30000,
     }
 
 
