@@ -28,7 +28,7 @@ from online_model.drift import FeatureDriftMonitor
 from online_model.presets import resolve
 from riverflow.cli import add_worker_arguments, settings_from
 from riverflow.clients import consumer, lag_samples
-from riverflow.errors import InvalidEvent
+from riverflow.errors import InvalidEvent, describe
 from riverflow.lifecycle import Stopper
 from riverflow.metrics import HistogramBatch, InferenceMetrics, serve
 from riverflow.schemas import Decoder, Reading, now_ms
@@ -196,9 +196,7 @@ class InferenceWorker:
                         )
                     except Exception as exc:  # any estimator may raise on any reading
                         error = InvalidEvent(
-                            "model_error",
-                            f"{name} v{version} raised {type(exc).__name__}: {exc}",
-                            "predict",
+                            "model_error", f"{name} v{version} raised {describe(exc)}", "predict"
                         )
                         self._dead_letter(record, error, refused)
                         continue

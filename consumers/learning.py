@@ -37,7 +37,7 @@ from online_model.evaluation import (
     served_scores,
 )
 from online_model.presets import ModelSpec
-from riverflow.errors import InvalidEvent
+from riverflow.errors import InvalidEvent, describe, internal
 from riverflow.metrics import HistogramBatch, LearnerMetrics
 from riverflow.schemas import Feedback, Prediction
 
@@ -175,8 +175,14 @@ class Learning:
             self._on_join(result.join)
 
     def _on_join(self, join: Join) -> None:
-        served: Served = join.prediction.value
         labelled: Labelled = join.feedback.value
+        try:
+            self._score_and_learn(join.prediction.value, labelled)
+        except Exception as exc:  # our own scoring on a hostile pair: refuse it, never crash
+            self._invalid.inc()
+            self.dead_letter(labelled.record, internal(exc, "learn"))
+
+    def _score_and_learn(self, served: Served, labelled: Labelled) -> None:
         prediction, y = served.prediction, labelled.feedback.label
         self.served.update(y, prediction.prediction, served_scores(self.task, y, prediction.scores))
         self._version_lag.observe(max(0, self.version - prediction.model_version))
@@ -215,8 +221,8 @@ class Learning:
 
     def _refused(self, exc: Exception, record: Any) -> None:
         self._invalid.inc()
-        reason = f"the model refused to learn: {type(exc).__name__}: {exc}"
-        self.dead_letter(record, InvalidEvent("model_error", reason[:500], "learn"))
+        reason = f"the model refused to learn: {describe(exc)}"
+        self.dead_letter(record, InvalidEvent("model_error", reason, "learn"))
 
     def _on_drift(self, event_id: str) -> None:
         self._detections.inc()

@@ -30,7 +30,7 @@ from online_model.snapshot import SnapshotHeader, dumps, loads
 from riverflow.clients import consumer, lag_samples, send_dead_letter, topic_partitions
 from riverflow.errors import InvalidEvent
 from riverflow.metrics import LearnerMetrics
-from riverflow.schemas import Decoder, Feedback, now_ms
+from riverflow.schemas import Decoder, now_ms
 from riverflow.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -244,7 +244,7 @@ class Session:
                 feedback = self.decoder.feedback(record.value, now)
                 check_label(self.spec.task, feedback.label)
             else:  # validated when first read; its ts may have left the skew window since
-                feedback = Feedback.model_validate_json(record.value)
+                feedback = self.decoder.feedback(record.value, None)
         except InvalidEvent as exc:
             self._invalid(record, exc)
             return

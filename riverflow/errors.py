@@ -27,10 +27,35 @@ class InvalidEvent(RiverflowError):
     """An input message that cannot be used; it goes to dead-letters.
 
     ``reason`` is a short label from a fixed set (it becomes a metric label), ``stage`` is one of
-    decode, validate, predict, learn.
+    decode, validate, predict, learn, produce. The message is cut to :data:`MAX_MESSAGE_CHARS`:
+    it may quote hostile input (a field name, a value) and ends up in logs and headers.
     """
 
     def __init__(self, reason: str, message: str, stage: str = "validate") -> None:
-        super().__init__(message)
+        super().__init__(_bounded(message))
         self.reason = reason
         self.stage = stage
+
+
+# Room for five field errors with their paths; anything longer is an attacker's text.
+MAX_MESSAGE_CHARS = 500
+
+
+def _bounded(text: str) -> str:
+    return text if len(text) <= MAX_MESSAGE_CHARS else text[: MAX_MESSAGE_CHARS - 3] + "..."
+
+
+def describe(exc: BaseException) -> str:
+    """``Type: message`` of any exception, bounded, and never raising itself (a hostile value
+    in an exception's arguments can make ``str()`` fail, e.g. an int of 5,000 digits)."""
+    try:
+        text = str(exc)
+    except Exception:
+        text = "(message unprintable)"
+    return _bounded(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
+
+
+def internal(exc: BaseException, stage: str) -> InvalidEvent:
+    """A refusal for what nothing expected a record to raise: reason ``internal``, so the
+    record goes to dead letters and the worker goes on."""
+    return InvalidEvent("internal", f"unexpected {describe(exc)}", stage)

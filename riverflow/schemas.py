@@ -13,16 +13,20 @@ numbers only, a bounded number of features and message size, ``ts`` within a ske
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, ParamSpec, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, ValidationError
 
-from riverflow.errors import InvalidEvent
+from riverflow.errors import InvalidEvent, internal
 
 Label = bool | int | str | float
+P = ParamSpec("P")
+T = TypeVar("T")
 
 # Metric label values for invalid input; a fixed set keeps Prometheus cardinality bounded.
 REASONS = (
@@ -33,6 +37,7 @@ REASONS = (
     "oversize",
     "ts_skew",
     "model_error",
+    "internal",  # anything else a record made riverflow raise: a bug to look at, never a crash
 )
 
 
@@ -53,8 +58,14 @@ def _epoch_ms(value: Any) -> Any:
     return value
 
 
-EpochMs = Annotated[int, BeforeValidator(_epoch_ms), Field(ge=0)]
+# Every integer on the wire fits a signed 64-bit integer, as Kafka's own timestamps and most JSON
+# readers' integers do; a larger one can only be hostile, and breaks float arithmetic later.
+INT64_MAX = 2**63 - 1
+Int64 = Annotated[int, Field(ge=-INT64_MAX - 1, le=INT64_MAX)]
+EpochMs = Annotated[int, BeforeValidator(_epoch_ms), Field(ge=0, le=INT64_MAX)]
 Id = Annotated[str, Field(min_length=1, max_length=256)]
+# An integer beyond int64 that a float can hold becomes that float, as in JavaScript.
+WireLabel = Annotated[bool | Int64 | str | float, Field(union_mode="smart")]
 # Strict: numbers only (no "1.5" strings, no booleans); NaN and +-inf are refused by the config.
 Features = dict[Annotated[str, Field(min_length=1, max_length=256)], Annotated[float, Strict()]]
 
@@ -78,7 +89,7 @@ class Feedback(_Message):
     event_id: Id
     sensor_id: Id
     ts: EpochMs
-    label: Annotated[Label, Field(union_mode="smart")]
+    label: WireLabel
 
 
 class Prediction(_Message):
@@ -89,8 +100,8 @@ class Prediction(_Message):
     event_ts: EpochMs
     predicted_ts: EpochMs
     model: str
-    model_version: int = Field(ge=0)
-    prediction: Label | None
+    model_version: Annotated[Int64, Field(ge=0)]
+    prediction: WireLabel | None
     scores: dict[str, float] | None = None
     features: Features
 
@@ -109,6 +120,22 @@ def _reason(exc: ValidationError) -> tuple[str, str]:
 
 def _loc(error: Any) -> str:
     return ".".join(str(p) for p in error["loc"]) or "message"
+
+
+def _refusing(decode: Callable[P, T]) -> Callable[P, T]:
+    """Whatever else decoding raises becomes the ``internal`` refusal: a decoder raises
+    :class:`InvalidEvent` or returns, for any bytes at all (the property tests hold it to that)."""
+
+    @functools.wraps(decode)
+    def refusing(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return decode(*args, **kwargs)
+        except InvalidEvent:
+            raise
+        except Exception as exc:
+            raise internal(exc, "validate") from None
+
+    return refusing
 
 
 class Decoder:
@@ -140,12 +167,14 @@ class Decoder:
 
     def _check_ts(self, ts: int, now_ms: int) -> None:
         if abs(ts - now_ms) > self.max_skew_ms:
+            # Integer seconds: a float division of a huge ts raised OverflowError here once.
             raise InvalidEvent(
                 "ts_skew",
-                f"ts {ts} is {(ts - now_ms) / 1000:+.0f}s from now, beyond max_ts_skew_s="
+                f"ts {ts} is {(ts - now_ms) // 1000:+d}s from now, beyond max_ts_skew_s="
                 f"{self.max_skew_ms / 1000:g}",
             )
 
+    @_refusing
     def reading(self, raw: bytes | None, now_ms: int) -> Reading:
         reading: Reading = self._parse(Reading, raw)
         if len(reading.features) > self.max_features:
@@ -156,13 +185,18 @@ class Decoder:
         self._check_ts(reading.ts, now_ms)
         return reading
 
-    def feedback(self, raw: bytes | None, now_ms: int) -> Feedback:
+    @_refusing
+    def feedback(self, raw: bytes | None, now_ms: int | None) -> Feedback:
+        """``now_ms=None`` skips the skew check: for a label re-read after a restart, checked
+        when it was first read, whose ts may have left the window since."""
         feedback: Feedback = self._parse(Feedback, raw)
         if isinstance(feedback.label, float) and not math.isfinite(feedback.label):
             raise InvalidEvent("non_finite", "label: NaN and infinity are not allowed")
-        self._check_ts(feedback.ts, now_ms)
+        if now_ms is not None:
+            self._check_ts(feedback.ts, now_ms)
         return feedback
 
+    @_refusing
     def prediction(self, raw: bytes | None) -> Prediction:
         """Predictions come from our own workers: no skew check, so backlogs can be replayed."""
         prediction: Prediction = self._parse(Prediction, raw)

@@ -1,0 +1,470 @@
+"""No input can make a decoder, or the learner's handling of a decoded pair, raise anything but a
+refusal: property tests over arbitrary bytes and JSON, and a named corpus of known-hostile input."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from consumers.checkpoint import Replay
+from consumers.learning import Learning, LearningConfig, check_label, check_prediction
+from online_model.presets import resolve
+from riverflow.errors import MAX_MESSAGE_CHARS, InvalidEvent, describe
+from riverflow.metrics import LearnerMetrics
+from riverflow.schemas import REASONS, Decoder, Feedback, Prediction, Reading
+
+NOW = 1_800_000_000_000
+BIG = 10**400
+# Generous limits, so generated input reaches the checks after the size check.
+ROOMY = Decoder(max_features=64, max_message_bytes=4 * 1024 * 1024, max_ts_skew_s=86_400)
+STRICT = Decoder(max_features=4, max_message_bytes=1024, max_ts_skew_s=60)
+
+PROPERTY = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def decoders(raw: bytes) -> list[Any]:
+    """Every decoder entry point, each as a thunk."""
+    calls: list[Any] = []
+    for d in (ROOMY, STRICT):
+        calls += [
+            lambda d=d: d.reading(raw, NOW),
+            lambda d=d: d.feedback(raw, NOW),
+            lambda d=d: d.feedback(raw, None),
+            lambda d=d: d.prediction(raw),
+        ]
+    return calls
+
+
+def assert_refusal_or_valid(raw: bytes) -> None:
+    for call in decoders(raw):
+        try:
+            value = call()
+        except InvalidEvent as exc:
+            assert exc.reason in REASONS and exc.reason != "internal", exc
+            assert exc.stage in ("decode", "validate")
+            assert len(str(exc)) <= MAX_MESSAGE_CHARS
+            continue
+        assert isinstance(value, Reading | Feedback | Prediction)
+        assert_sane(value)
+
+
+def assert_sane(value: Any) -> None:
+    """What the rest of riverflow relies on in a decoded message: int64 times, finite floats."""
+    times = [value.event_ts, value.predicted_ts] if isinstance(value, Prediction) else [value.ts]
+    assert all(0 <= t < 2**63 for t in times)
+    assert all(isinstance(v, float) and abs(v) < float("inf") for v in _floats(value))
+    json.dumps(value.model_dump(), allow_nan=False)  # and it can be written out again
+
+
+def _floats(value: Any) -> list[float]:
+    if isinstance(value, Reading | Prediction):
+        return [*value.features.values(), *(getattr(value, "scores", None) or {}).values()]
+    return [value.label] if isinstance(value.label, float) else []
+
+
+# -- properties ------------------------------------------------------------------------------
+
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()  # unbounded: 400-digit ints included
+    | st.floats()  # NaN and infinities are written as JSON's non-standard tokens
+    | st.text()
+    | st.datetimes().map(lambda d: d.isoformat())
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+# Integers of up to 4,000 digits (json.dumps refuses more), both signs, and the int64 edges.
+# Hypothesis favours small integers, so the exponents past int64 and float range are named.
+exponents = st.sampled_from([19, 309, 400, 4000]) | st.integers(1, 4000)
+huge = exponents.map(lambda n: 10**n) | exponents.map(lambda n: -(10**n))
+numbers = (
+    st.integers()
+    | st.floats()
+    | huge
+    | st.sampled_from([2**63 - 1, 2**63, -(2**63), -(2**63) - 1, 1e308, 5e-324])
+)
+names = st.text(max_size=300)
+ids = st.text(min_size=1, max_size=20)
+times = (
+    st.integers(NOW - 10**8, NOW + 10**8)
+    | numbers
+    | st.datetimes(timezones=st.timezones()).map(lambda d: d.isoformat())
+    | st.text()
+)
+features = st.dictionaries(names, numbers | json_values, max_size=6)
+hostile = huge | numbers | times | features | names | json_values
+
+finite = st.floats(allow_nan=False, allow_infinity=False)
+labels = st.booleans() | st.integers(-(2**63), 2**63 - 1) | finite | st.text(max_size=20)
+valid_features = st.dictionaries(ids, finite, max_size=4)
+near_now = st.integers(NOW - 10_000, NOW + 10_000)
+valid_messages = (
+    st.fixed_dictionaries(
+        {"event_id": ids, "sensor_id": ids, "ts": near_now, "features": valid_features}
+    )
+    | st.fixed_dictionaries({"event_id": ids, "sensor_id": ids, "ts": near_now, "label": labels})
+    | st.fixed_dictionaries(
+        {
+            "event_id": ids,
+            "sensor_id": ids,
+            "event_ts": near_now,
+            "predicted_ts": near_now,
+            "model": ids,
+            "model_version": st.integers(0, 2**63 - 1),
+            "prediction": labels | st.none(),
+            "scores": st.none() | st.dictionaries(ids, finite, max_size=3),
+            "features": valid_features,
+        }
+    )
+)
+
+
+@st.composite
+def message_like(draw: st.DrawFn) -> dict[str, Any]:
+    """A valid message with one or two fields made hostile (or dropped), so that generation
+    reaches every check: a ts is only skew-checked once everything else is valid."""
+    message: dict[str, Any] = draw(valid_messages)
+    for _ in range(draw(st.integers(1, 2))):
+        field = draw(st.sampled_from(sorted(message)))
+        if draw(st.booleans()):
+            message[field] = draw(hostile)
+        else:
+            del message[field]
+            if not message:
+                break
+    return message
+
+
+NUMERIC = ("ts", "event_ts", "predicted_ts", "model_version", "label", "prediction")
+
+
+@PROPERTY
+@given(valid_messages, numbers | times, st.data())
+def test_any_number_in_any_numeric_field_decodes_or_is_refused(
+    message: dict[str, Any], number: Any, data: st.DataObject
+) -> None:
+    """Huge, tiny, negative, non-finite or ISO-odd: in a field, a feature or a score."""
+    fields = [f for f in NUMERIC if f in message]
+    maps = [m for m in ("features", "scores") if message.get(m) is not None]
+    where = data.draw(st.sampled_from(fields + maps))
+    if where in maps:
+        message[where][data.draw(ids)] = number
+    else:
+        message[where] = number
+    assert_refusal_or_valid(json.dumps(message).encode())
+
+
+@PROPERTY
+@given(st.binary(max_size=2048))
+def test_any_bytes_decode_or_are_refused(raw: bytes) -> None:
+    assert_refusal_or_valid(raw)
+
+
+@PROPERTY
+@given(json_values)
+def test_any_json_value_decodes_or_is_refused(value: Any) -> None:
+    assert_refusal_or_valid(json.dumps(value).encode())
+
+
+@PROPERTY
+@given(message_like())
+def test_any_message_shaped_json_decodes_or_is_refused(value: dict[str, Any]) -> None:
+    assert_refusal_or_valid(json.dumps(value).encode())
+
+
+@PROPERTY
+@given(message_like(), st.binary(min_size=1, max_size=8), st.integers(min_value=0))
+def test_corrupted_messages_decode_or_are_refused(
+    value: dict[str, Any], noise: bytes, at: int
+) -> None:
+    raw = json.dumps(value).encode()
+    i = at % (len(raw) + 1)
+    assert_refusal_or_valid(raw[:i] + noise + raw[i:])
+
+
+# -- the learner on any decodable pair --------------------------------------------------------
+
+
+class Letters(list[InvalidEvent]):
+    def __call__(self, record: Any, exc: InvalidEvent) -> None:
+        self.append(exc)
+
+
+@pytest.mark.parametrize("preset", ["logreg", "hoeffding", "linreg", "htr", "hst"])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    pairs=st.lists(
+        st.tuples(
+            st.dictionaries(st.text(min_size=1, max_size=8), finite, min_size=1, max_size=4),
+            labels,
+            labels | st.none(),
+            st.none() | st.dictionaries(st.text(max_size=5), finite, max_size=3),
+            st.integers(0, 2**63 - 1),
+        ),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_learning_any_decodable_pair_never_raises(preset: str, pairs: list[Any]) -> None:
+    spec = resolve(preset)
+    config = LearningConfig(
+        ttl_ms=60_000, max_pending=100, window=10, detector="adwin", on_drift="reset"
+    )
+    letters = Letters()
+    learning = Learning(spec, config, LearnerMetrics(), letters)
+    fed = 0
+    for n, (x, y, served, scores, ts) in enumerate(pairs):
+        prediction = {
+            "event_id": f"e{n}",
+            "sensor_id": "s",
+            "event_ts": ts,
+            "predicted_ts": ts,
+            "model": preset,
+            "model_version": 0,
+            "prediction": served,
+            "scores": scores,
+            "features": x,
+        }
+        feedback = {"event_id": f"e{n}", "sensor_id": "s", "ts": ts, "label": y}
+        try:
+            p = ROOMY.prediction(json.dumps(prediction).encode())
+            f = ROOMY.feedback(json.dumps(feedback).encode(), None)
+            check_prediction(spec.task, p)
+            check_label(spec.task, f.label)
+        except InvalidEvent:
+            continue
+        learning.add_prediction(p, "p", "p/0", n, Replay.LIVE)
+        learning.add_feedback(f, "f", "f/0", n)
+        fed += 1
+    learning.expire()
+    learning.export()
+    assume(fed)
+    assert all(e.reason in ("model_error", "internal") and e.stage == "learn" for e in letters)
+
+
+# -- the named corpus -------------------------------------------------------------------------
+
+
+def reading(**over: Any) -> bytes:
+    value: dict[str, Any] = {"event_id": "e1", "sensor_id": "s1", "ts": NOW, "features": {"a": 1.5}}
+    value.update(over)
+    return json.dumps(value).encode()
+
+
+def feedback(**over: Any) -> bytes:
+    value: dict[str, Any] = {"event_id": "e1", "sensor_id": "s1", "ts": NOW, "label": True}
+    value.update(over)
+    return json.dumps(value).encode()
+
+
+def prediction(**over: Any) -> bytes:
+    value: dict[str, Any] = {
+        "event_id": "e1",
+        "sensor_id": "s1",
+        "event_ts": NOW,
+        "predicted_ts": NOW,
+        "model": "m",
+        "model_version": 1,
+        "prediction": True,
+        "scores": {"True": 0.5},
+        "features": {"a": 1.0},
+    }
+    value.update(over)
+    return json.dumps(value).encode()
+
+
+def digits(n: int) -> str:
+    return "1" + "0" * (n - 1)
+
+
+# (message kind, raw, reason, stage), decoded with the default limits; every case names one way in.
+CORPUS: dict[str, tuple[str, bytes | None, str, str]] = {
+    # huge integers in every numeric field
+    "ts 10**400 (issue 8)": ("reading", reading(ts=BIG), "schema", "validate"),
+    "ts 2**63, one past int64": ("reading", reading(ts=2**63), "schema", "validate"),
+    "ts -10**400": ("reading", reading(ts=-BIG), "schema", "validate"),
+    "ts 9e18 in int64, far future": ("reading", reading(ts=9 * 10**18), "ts_skew", "validate"),
+    "ts 1.5e300 float": ("reading", reading(ts=1.5e300), "schema", "validate"),
+    "ts of 5000 digits": (
+        "reading",
+        reading(ts=0).replace(b'"ts": 0', b'"ts": ' + digits(5000).encode()),
+        "not_json",
+        "decode",
+    ),
+    "feature 10**400": ("reading", reading(features={"a": BIG}), "non_finite", "validate"),
+    "feature 1e400": (
+        "reading",
+        reading(features={"a": 0}).replace(b'"a": 0', b'"a": 1e400'),
+        "non_finite",
+        "validate",
+    ),
+    "feedback ts 10**400": ("feedback", feedback(ts=BIG), "schema", "validate"),
+    "label 10**400": ("feedback", feedback(label=BIG), "non_finite", "validate"),
+    "label NaN": ("feedback", feedback(label=float("nan")), "non_finite", "validate"),
+    "prediction event_ts 10**400": ("prediction", prediction(event_ts=BIG), "schema", "validate"),
+    "prediction predicted_ts 10**400": (
+        "prediction",
+        prediction(predicted_ts=BIG),
+        "schema",
+        "validate",
+    ),
+    "model_version 10**400": ("prediction", prediction(model_version=BIG), "schema", "validate"),
+    "model_version 2**63": ("prediction", prediction(model_version=2**63), "schema", "validate"),
+    "served prediction 10**400": (
+        "prediction",
+        prediction(prediction=BIG),
+        "non_finite",
+        "validate",
+    ),
+    "score 10**400": ("prediction", prediction(scores={"True": BIG}), "non_finite", "validate"),
+    "prediction feature 10**400": (
+        "prediction",
+        prediction(features={"a": BIG}),
+        "non_finite",
+        "validate",
+    ),
+    # ISO strings with odd years
+    "ts year 1 east of UTC": (
+        "reading",
+        reading(ts="0001-01-01T00:00:00+14:00"),
+        "schema",
+        "validate",
+    ),
+    "ts year 0": ("reading", reading(ts="0000-01-01T00:00:00"), "schema", "validate"),
+    "ts year 9999": ("reading", reading(ts="9999-12-31T23:59:59-23:59"), "ts_skew", "validate"),
+    "ts year 10000": ("reading", reading(ts="10000-01-01T00:00:00"), "schema", "validate"),
+    # deep nesting
+    "array nested 30k deep": (
+        "reading",
+        b'{"x":' + b"[" * 30_000 + b"]" * 30_000 + b"}",
+        "not_json",
+        "decode",
+    ),
+    "features nested 10k deep": (
+        "reading",
+        b'{"event_id":"e","sensor_id":"s","ts":1,"features":'
+        + b'{"a":' * 10_000
+        + b"1"
+        + b"}" * 10_000
+        + b"}",
+        "not_json",
+        "decode",
+    ),
+    # bytes that are not UTF-8 JSON
+    "non-UTF-8 byte in a string": (
+        "reading",
+        reading(event_id="e").replace(b'"e"', b'"\xff"'),
+        "not_json",
+        "decode",
+    ),
+    "lone surrogate escape": (
+        "reading",
+        reading(sensor_id="s").replace(b'"s"', b'"\\ud800"'),
+        "not_json",
+        "decode",
+    ),
+    "UTF-16 with BOM": ("reading", reading().decode().encode("utf-16"), "not_json", "decode"),
+    "empty value": ("reading", b"", "not_json", "decode"),
+    "tombstone": ("reading", None, "schema", "decode"),
+    "JSON string, not object": ("reading", b'"hello"', "schema", "validate"),
+    # hostile feature names
+    "empty feature name": ("reading", reading(features={"": 1.0}), "schema", "validate"),
+    "feature name of 257 characters": (
+        "reading",
+        reading(features={"x" * 257: 1.0}),
+        "schema",
+        "validate",
+    ),
+    "too many features": (
+        "reading",
+        reading(features={f"f{i}": 1.0 for i in range(257)}),
+        "too_many_features",
+        "validate",
+    ),
+    # size
+    "2 MB reading": ("reading", reading(pad="x" * 2_000_000), "oversize", "validate"),
+    "2 MB feedback": ("feedback", feedback(label="x" * 2_000_000), "oversize", "validate"),
+    "2 MB prediction": ("prediction", prediction(model="x" * 2_000_000), "oversize", "validate"),
+}
+DEFAULT = Decoder(max_features=256, max_message_bytes=65_536, max_ts_skew_s=86_400)
+
+
+def refusal(decoder: Decoder, kind: str, raw: bytes | None) -> InvalidEvent:
+    with pytest.raises(InvalidEvent) as info:
+        if kind == "prediction":
+            decoder.prediction(raw)
+        else:
+            getattr(decoder, kind)(raw, NOW)
+    assert len(str(info.value)) <= MAX_MESSAGE_CHARS
+    return info.value
+
+
+@pytest.mark.parametrize("name", list(CORPUS))
+def test_hostile_input_is_refused_with_its_reason(name: str) -> None:
+    kind, raw, reason, stage = CORPUS[name]
+    exc = refusal(DEFAULT, kind, raw)
+    assert (exc.reason, exc.stage) == (reason, stage), str(exc)
+
+
+@pytest.mark.parametrize(
+    "field", ["event_id", "sensor_id", "feature name", "many long feature names"]
+)
+def test_megabyte_fields_under_a_raised_size_limit_are_refused_with_a_short_reason(
+    field: str,
+) -> None:
+    big = "x" * 1_000_000
+    raw = {
+        "event_id": reading(event_id=big),
+        "sensor_id": reading(sensor_id=big),
+        "feature name": reading(features={big: 1.0}),
+        "many long feature names": reading(features={big[:300_000] + str(i): 1 for i in range(9)}),
+    }[field]
+    exc = refusal(ROOMY, "reading", raw)
+    assert (exc.reason, exc.stage) == ("schema", "validate")
+
+
+def test_hostile_but_harmless_feature_names_are_kept_as_they_are() -> None:
+    names = {"a\x00b": 1.0, "line\nbreak": 2.0, "__proto__": 3.0, "名前": 4.0, "x" * 256: 5.0}
+    assert ROOMY.reading(reading(features=names), NOW).features == names
+
+
+def test_duplicate_keys_keep_the_last_value_as_json_loads_does() -> None:
+    raw = (
+        b'{"event_id":"e1","sensor_id":"s1","ts":%d,"features":{"a":"bad"},'
+        b'"features":{"a":1,"a":2}}' % NOW
+    )
+    assert ROOMY.reading(raw, NOW).features == json.loads(raw)["features"] == {"a": 2.0}
+
+
+def test_an_integer_beyond_int64_that_a_float_holds_becomes_that_float() -> None:
+    assert ROOMY.feedback(feedback(label=10**20), NOW).label == 1e20
+
+
+def test_anything_else_a_decoder_raises_is_the_internal_refusal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(self: Decoder, ts: int, now_ms: int) -> None:
+        raise RuntimeError("x" * 10_000)
+
+    monkeypatch.setattr(Decoder, "_check_ts", broken)
+    with pytest.raises(InvalidEvent) as info:
+        ROOMY.reading(reading(), NOW)
+    assert (info.value.reason, info.value.stage) == ("internal", "validate")
+    assert str(info.value).startswith("unexpected RuntimeError: xxx")
+    assert len(str(info.value)) == MAX_MESSAGE_CHARS
+
+
+def test_describe_survives_an_exception_that_cannot_be_printed() -> None:
+    class Unprintable(Exception):
+        def __str__(self) -> str:
+            return str(10**5000)  # ValueError: exceeds the limit for int string conversion
+
+    assert describe(Unprintable()) == "Unprintable: (message unprintable)"
