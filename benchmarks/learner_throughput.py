@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import random
+import secrets
 import statistics
 import subprocess
 import sys
@@ -137,6 +138,7 @@ def learner_run(settings: Settings, n: int) -> float:
     for key in ("bootstrap_servers", "predictions_topic", "feedback_topic", "models_topic"):
         env[f"RIVERFLOW_{key.upper()}"] = str(getattr(settings, key))
     env["RIVERFLOW_DEAD_LETTERS_TOPIC"] = settings.dead_letters_topic
+    env["RIVERFLOW_MODEL_SIGNING_KEY"] = secrets.token_hex(32)  # the learner signs, as deployed
     env["PYTHONPATH"] = str(ROOT)
     cmd = [sys.executable, "-m", "riverflow", "learn", "--model", "logreg", "--idle-exit", "3"]
     cmd += ["--metrics-port", "0", "--group-id", f"bench-learn-{uuid.uuid4().hex}"]

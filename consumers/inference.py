@@ -20,7 +20,7 @@ from kafka import AsyncConsumerRebalanceListener, OffsetAndMetadata, TopicPartit
 from kafka.errors import KafkaError
 
 from consumers.delivery import BatchFailed, Delivery, delivery_for
-from consumers.model_follower import ModelFollower, ServedModel
+from consumers.model_follower import ModelFollower, ServedModel, trust_from
 from consumers.prediction_message import prediction_value
 from consumers.snapshot_feed import SnapshotFeed
 from online_model import tasks
@@ -78,11 +78,10 @@ class InferenceWorker:
         self.drift = FeatureDriftMonitor(
             settings.feature_drift_detector, settings.max_drift_features
         )
-        key = settings.model_signing_key
         self.follower = ModelFollower(
             self.name,
             self.task,
-            key.get_secret_value().encode() if key else None,
+            trust_from(settings, publishes=False),
             ServedModel(spec.build(), 0, now_ms()),
         )
         self.feed = SnapshotFeed(settings, self.name)
@@ -102,7 +101,7 @@ class InferenceWorker:
 
     def start(self) -> None:
         """Load the latest snapshot of the model, join the group, say what runs."""
-        latest = self.feed.latest()
+        latest = self.feed.latest(self._refuse)
         if latest is not None:
             self._offer(latest)
         self.metrics.model_version.set(self.follower.current.version)
@@ -279,7 +278,7 @@ class InferenceWorker:
             )
         elif verdict.action == "reject":
             self.metrics.snapshot_rejected.labels(verdict.reason).inc()
-            log.error(
+            (log.debug if verdict.repeat else log.error)(
                 "refused a snapshot (%s): %s; still serving v%d",
                 verdict.reason,
                 verdict.message,
@@ -287,6 +286,15 @@ class InferenceWorker:
             )
         else:
             log.debug("ignored a snapshot: %s", verdict.message)
+
+    def _refuse(self, value: bytes) -> str | None:
+        """At start, count a snapshot that would be refused (without unpickling it), so the
+        worker starts from the newest one it can verify; the feed logs a summary."""
+        refusal = self.follower.check(value)
+        if refusal is None:
+            return None
+        self.metrics.snapshot_rejected.labels(refusal.reason).inc()
+        return refusal.reason
 
     def _refresh_lag(self) -> None:
         """Cache each owned partition's lag for the scrape thread (which must not touch the

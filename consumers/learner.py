@@ -26,6 +26,7 @@ from typing import Any
 from kafka import ConsumerRebalanceListener, TopicPartition
 from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
 
+from consumers.model_follower import trust_from
 from consumers.model_publisher import Fenced, PublishFailed
 from consumers.session import Session
 from online_model.drift import DETECTORS, make_detector
@@ -132,6 +133,8 @@ class Learner(ConsumerRebalanceListener):
         self.spec = spec
         self.metrics = metrics
         self.stopper = stopper
+        # No key and no opt-in is a ConfigError here, before joining the group (exit 2).
+        self.trust = trust_from(settings, publishes=True)
         self.session: Session | None = None
         self._models = TopicPartition(settings.models_topic, 0)
         # Set when another learner fenced this one: do not take the model back before the group
@@ -180,7 +183,9 @@ class Learner(ConsumerRebalanceListener):
         # The models partition only marks who is active; its records are read by the session.
         self.group.pause(self._models)
         log.info("active learner for %s", self.settings.model_name)
-        self.session = Session(self.settings, self.spec, self.metrics, self.dead_letters)
+        self.session = Session(
+            self.settings, self.spec, self.metrics, self.dead_letters, self.trust
+        )
 
     def _step(self) -> None:
         session = self.session

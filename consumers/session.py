@@ -26,9 +26,9 @@ from consumers.learning import Learning, LearningConfig, check_label, check_pred
 from consumers.model_publisher import PublishFailed, SnapshotPublisher
 from consumers.snapshot_feed import SnapshotFeed
 from online_model.presets import ModelSpec
-from online_model.snapshot import SnapshotHeader, dumps, loads
+from online_model.snapshot import SnapshotHeader, Trust, dumps, loads, verify
 from riverflow.clients import consumer, lag_samples, send_dead_letter, topic_partitions
-from riverflow.errors import InvalidEvent
+from riverflow.errors import ConfigError, InvalidEvent, SnapshotError
 from riverflow.metrics import LearnerMetrics
 from riverflow.schemas import Decoder, now_ms
 from riverflow.settings import Settings
@@ -56,17 +56,18 @@ class Session:
     """One stretch of being the active learner: from loading a snapshot to stepping down."""
 
     def __init__(
-        self, settings: Settings, spec: ModelSpec, metrics: LearnerMetrics, dead_letters: Any
+        self,
+        settings: Settings,
+        spec: ModelSpec,
+        metrics: LearnerMetrics,
+        dead_letters: Any,
+        trust: Trust,
     ) -> None:
         self.settings = settings
         self.spec = spec
         self.metrics = metrics
         self._dead_letters = dead_letters
-        self._key = (
-            settings.model_signing_key.get_secret_value().encode()
-            if settings.model_signing_key
-            else None
-        )
+        self._trust = trust  # its key signs what this session publishes
         self.decoder = Decoder.from_settings(settings)
         self.publisher = SnapshotPublisher(settings)
         # One thread publishes snapshots, one at a time: the transactional producer is used
@@ -108,18 +109,28 @@ class Session:
 
     def _load(self) -> tuple[SnapshotHeader | None, Any, dict[str, Any] | None]:
         feed = SnapshotFeed(self.settings, self.settings.model_name)
+        name = self.settings.model_name
         try:
-            data = feed.latest()
+            data = feed.latest(self._refuse)
         finally:
             feed.close(self.settings.shutdown_timeout_s)
+        # Starting over would learn every feedback a second time into a lineage the inference
+        # consumers may not accept, and the next snapshot would compact away the old one: only
+        # when there is no snapshot, or the model was deleted. Hostile or broken records after
+        # a good snapshot are passed over (the feed logs them).
+        if data is None and feed.refused_newer:
+            raise ConfigError(
+                f"none of the {feed.refused_newer} snapshots of {name} on "
+                f"{self.settings.models_topic} verifies (reasons above): check that "
+                "RIVERFLOW_MODEL_SIGNING_KEY is the key they were signed with. To start over "
+                "instead, delete the model (a tombstone) or use a new models topic",
+            )
         if data is None:
-            log.info("no snapshot of %s yet: starting from the preset", self.settings.model_name)
+            log.info("no snapshot of %s yet: starting from the preset", name)
             return None, None, None
-        # A refused snapshot stops the learner: starting over from the preset would learn
-        # every feedback a second time into a lineage the inference consumers may not accept.
-        snap = loads(
-            data, self._key, task=self.spec.task, model=self.settings.model_name, evaluation=True
-        )
+        # The newest snapshot that verifies, failing to load (a class outside the allow-list),
+        # stops the learner too: only the key holder wrote it, so its lineage is the learner's.
+        snap = loads(data, self._trust, task=self.spec.task, model=name, evaluation=True)
         h = snap.header
         log.info(
             "resuming %s from snapshot v%d (%d learned, %d bytes)",
@@ -131,6 +142,15 @@ class Session:
         if snap.evaluation is None:
             log.info("the snapshot carries no evaluation state: quality metrics start over")
         return h, snap.model, snap.evaluation
+
+    def _refuse(self, value: bytes) -> str | None:
+        """Why the snapshot ``value`` cannot be resumed from (counted), or None; no unpickling."""
+        try:
+            verify(value, self._trust, task=self.spec.task, model=self.settings.model_name)
+        except SnapshotError as exc:
+            self.metrics.snapshot_rejected.labels(exc.reason).inc()
+            return exc.reason
+        return None
 
     def _resume(self, checkpoint: Checkpoint) -> None:
         s = self.settings
@@ -304,7 +324,7 @@ class Session:
             positions=checkpoint.positions,
             extra=checkpoint.header_extra(),
         )
-        blob = dumps(header, learning.model, self._key, evaluation=learning.evaluation())
+        blob = dumps(header, learning.model, self._trust.key, evaluation=learning.evaluation())
         future = self._sender.submit(self._send, blob, timeout_s)
         self._in_flight = InFlight(
             future,

@@ -2,15 +2,20 @@
 
 A worker-private consumer that is *assigned* every partition of the models topic (no group: each
 inference process needs every snapshot, and must not rebalance the readings group). It first
-reads the topic up to its end offsets and keeps the last snapshot of its model, then returns
-newer ones from non-blocking polls between batches. Like every kafka-python client it is used
-from the worker thread only.
+reads the topic up to its end offsets and keeps the newest snapshot of its model that the caller
+does not refuse, then returns newer ones from non-blocking polls between batches. Like every
+kafka-python client it is used from the worker thread only.
+
+Every process that reads the models topic reads it here, so this is where a tombstone (the
+model deleted) is logged, at WARNING.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from riverflow.clients import consumer, topic_partitions
@@ -35,16 +40,26 @@ class SnapshotFeed:
             max_partition_fetch_bytes=MODELS_MAX_MESSAGE_BYTES,
             fetch_max_bytes=MODELS_MAX_MESSAGE_BYTES,
         )
+        self.refused_newer = 0
 
-    def latest(self, timeout_s: float = CATCH_UP_TIMEOUT_S) -> bytes | None:
-        """Assign the topic, read it to its end offsets and return the last snapshot value of
-        this model (``None`` if it has none yet). Later snapshots come from :meth:`poll`."""
+    def latest(
+        self,
+        refuse: Callable[[bytes], str | None] = lambda value: None,
+        timeout_s: float = CATCH_UP_TIMEOUT_S,
+    ) -> bytes | None:
+        """Assign the topic, read it to its end offsets and return the newest snapshot value of
+        this model that ``refuse`` accepts (it returns a refusal reason, or None); ``None`` if
+        there is none, or the model was deleted after it. A hostile or broken record on the
+        topic therefore costs a restart nothing but a log line; :attr:`refused_newer` says how
+        many refused records came after the one returned (or after the deletion). Later
+        snapshots come from :meth:`poll`."""
         c = self._consumer
         tps = topic_partitions(c, self.topic)
         c.assign(tps)
         c.seek_to_beginning(*tps)
         ends: dict[Any, int] = c.end_offsets(tps)
         last: bytes | None = None
+        refused: Counter[str] = Counter()
         deadline = time.monotonic() + timeout_s
         while any(c.position(tp) < ends[tp] for tp in tps):
             if time.monotonic() > deadline:
@@ -55,20 +70,46 @@ class SnapshotFeed:
                 )
                 break
             for records in c.poll(timeout_ms=200).values():
-                for record in records:
-                    if record.key == self._key:
-                        last = record.value
+                for record in self._mine(records):
+                    if record.value is None:
+                        last, self.refused_newer = None, 0
+                    elif (reason := refuse(record.value)) is None:
+                        last, self.refused_newer = record.value, 0
+                    else:
+                        refused[reason] += 1
+                        self.refused_newer += 1
+        if refused:
+            log.warning(
+                "passed over %d snapshots of %s on %s that this process refuses (%s)",
+                sum(refused.values()),
+                self._key.decode(),
+                self.topic,
+                ", ".join(f"{reason}: {n}" for reason, n in sorted(refused.items())),
+            )
         return last
 
     def poll(self) -> list[bytes | None]:
-        """Snapshot values of this model published since the last call, oldest first; never
-        blocks (timeout 0), so it can run between every batch."""
+        """Snapshot values of this model published since the last call, oldest first (``None``
+        for a tombstone); never blocks (timeout 0), so it can run between every batch."""
         return [
             record.value
             for records in self._consumer.poll(timeout_ms=0).values()
-            for record in records
-            if record.key == self._key
+            for record in self._mine(records)
         ]
+
+    def _mine(self, records: list[Any]) -> list[Any]:
+        """This model's records; a tombstone among them is logged."""
+        mine = [r for r in records if r.key == self._key]
+        for r in mine:
+            if r.value is None:
+                log.warning(
+                    "model %s was deleted: tombstone on %s partition %d offset %d",
+                    self._key.decode(),
+                    r.topic,
+                    r.partition,
+                    r.offset,
+                )
+        return mine
 
     def close(self, timeout_s: float) -> None:
         self._consumer.close(autocommit=False, timeout_ms=int(timeout_s * 1000))

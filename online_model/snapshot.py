@@ -6,14 +6,20 @@ Layout (all lengths big-endian u32)::
 
 The signature is HMAC-SHA256 over magic, header and pickle, with ``RIVERFLOW_MODEL_SIGNING_KEY``;
 its length is 0 for an unsigned snapshot. Pickle runs code when loaded, so :func:`loads` checks
-the signature *before* unpickling, and refuses unsigned snapshots whenever a key is configured.
+the signature *before* unpickling (:func:`verify`), refuses what it cannot verify unless the
+operator opted in to unsigned snapshots (:class:`Trust`), and then unpickles with
+:func:`online_model.unpickler.restricted_load`, which resolves only River's classes and a few
+safe others.
 
 The header carries the learner's input positions: a snapshot is also the learner's checkpoint.
 
 >>> blob = dumps(SnapshotHeader("m", 3, "regression"), {"w": 1.0}, key=b"k")
->>> snap = loads(blob, key=b"k")
+>>> snap = loads(blob, Trust(b"k"))
 >>> snap.header.version, snap.model
 (3, {'w': 1.0})
+>>> loads(blob, Trust(None)).model
+Traceback (most recent call last):
+riverflow.errors.SnapshotError: snapshot v3 cannot be verified: no signing key is set
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import hashlib
 import hmac
 import io
 import json
+import logging
 import pickle
 import platform
 import struct
@@ -31,13 +38,26 @@ from typing import Any
 
 import river
 
+from online_model.unpickler import Allowlist, restricted_load
 from riverflow.errors import SnapshotError
+
+log = logging.getLogger(__name__)
 
 MAGIC = b"RFSNAP1\n"
 _U32 = struct.Struct(">I")
 
+# Where the classes of the learner's evaluation state are defined (see consumers/learning.py).
+EVALUATION_MODULES = ("online_model.evaluation", "online_model.drift")
+
 # snapshot_rejected_total{reason} values.
-REJECT_REASONS = ("unsigned", "bad_signature", "unreadable", "wrong_task", "wrong_model")
+REJECT_REASONS = (
+    "unsigned",
+    "bad_signature",
+    "unreadable",
+    "wrong_task",
+    "wrong_model",
+    "forbidden_class",
+)
 
 
 @dataclass
@@ -95,21 +115,45 @@ def read_header(data: bytes) -> tuple[SnapshotHeader, bytes, bytes, bytes]:
         sig = data[pos + 4 : pos + 4 + m]
         payload = data[pos + 4 + m :]
         header = SnapshotHeader(**json.loads(head))
-    except (ValueError, TypeError, struct.error, UnicodeDecodeError) as exc:
+        _check_types(header)
+    except (ValueError, TypeError, RecursionError, struct.error) as exc:
         raise SnapshotError("unreadable", f"unreadable snapshot: {exc}") from None
     return header, head, sig, payload
 
 
-def loads(
-    data: bytes,
-    key: bytes | None = None,
-    task: str | None = None,
-    model: str | None = None,
-    evaluation: bool = False,
-) -> Snapshot:
-    """Verify and load a snapshot; raise :class:`SnapshotError` with a bounded reason.
+_INT_FIELDS = ("version", "created_ts", "learned_count")
+_MAX_INT = 2**63 - 1  # Kafka's and Prometheus's integers; more would overflow a float later
 
-    ``evaluation``: also load the learner's evaluation state, when the snapshot has one."""
+
+def _check_types(header: SnapshotHeader) -> None:
+    """Header values of the types the code compares and computes with, before anyone does."""
+    for name in _INT_FIELDS:
+        value = getattr(header, name)
+        if type(value) is not int or not 0 <= value <= _MAX_INT:
+            raise ValueError(f"header {name} is not an integer from 0 to 2**63-1: {value!r:.40}")
+    for name, kind in (("model", str), ("task", str), ("positions", dict), ("extra", dict)):
+        if not isinstance(getattr(header, name), kind):
+            raise ValueError(f"header {name} is not a {kind.__name__}")
+    if not all(type(v) is int and isinstance(k, str) for k, v in header.positions.items()):
+        raise ValueError("header positions are not topic/partition -> offset")
+
+
+@dataclass(frozen=True)
+class Trust:
+    """What a process loads: snapshots signed with ``key``; without a key, none, unless the
+    operator opted in to unverified ones (``allow_unsigned``); and in every case only the
+    classes ``allowed`` resolves. A set key always wins over the opt-in."""
+
+    key: bytes | None
+    allow_unsigned: bool = False
+    allowed: Allowlist = field(default_factory=Allowlist)
+
+
+def verify(
+    data: bytes, trust: Trust, task: str | None = None, model: str | None = None
+) -> tuple[SnapshotHeader, bytes]:
+    """Every check short of unpickling: header, model, task and signature. Returns the header
+    and the pickle; raises :class:`SnapshotError` with a bounded reason."""
     header, head, sig, payload = read_header(data)
     if model is not None and header.model != model:
         raise SnapshotError("wrong_model", f"snapshot is for model {header.model!r}, not {model!r}")
@@ -117,21 +161,51 @@ def loads(
         raise SnapshotError(
             "wrong_task", f"snapshot v{header.version} is a {header.task} model, not {task}"
         )
-    if key:
+    if trust.key:
         if not sig:
             raise SnapshotError(
                 "unsigned", f"snapshot v{header.version} is unsigned and a signing key is set"
             )
-        if not hmac.compare_digest(sig, _sign(key, head, payload)):
+        if not hmac.compare_digest(sig, _sign(trust.key, head, payload)):
             raise SnapshotError(
                 "bad_signature", f"snapshot v{header.version} has a wrong signature"
             )
+    elif not trust.allow_unsigned:
+        raise SnapshotError(
+            "unsigned", f"snapshot v{header.version} cannot be verified: no signing key is set"
+        )
+    return header, payload
+
+
+def loads(
+    data: bytes,
+    trust: Trust,
+    task: str | None = None,
+    model: str | None = None,
+    evaluation: bool = False,
+) -> Snapshot:
+    """Verify, then unpickle with the allow-list; raise :class:`SnapshotError` with a bounded
+    reason (``forbidden_class`` for a name outside the list).
+
+    ``evaluation``: also load the learner's evaluation state, when the snapshot has one (its
+    classes come from riverflow's own evaluation and drift modules, allowed for it alone)."""
+    header, payload = verify(data, trust, task, model)
+    if not trust.key:
+        log.warning(
+            "loading %s v%d unverified: no signing key is set and unsigned snapshots are "
+            "allowed (set RIVERFLOW_MODEL_SIGNING_KEY to verify them)",
+            header.model,
+            header.version,
+        )
     stream = io.BytesIO(payload)
     state = None
     try:
-        estimator = pickle.load(stream)  # noqa: S301 - verified above when a key is set
+        estimator = restricted_load(stream, trust.allowed)
         if evaluation and stream.tell() < len(payload):
-            state = pickle.load(stream)  # noqa: S301
+            allowed = Allowlist([*trust.allowed.modules, *EVALUATION_MODULES])
+            state = restricted_load(stream, allowed)
+    except SnapshotError:
+        raise
     except Exception as exc:
         raise SnapshotError(
             "unreadable", f"cannot unpickle snapshot v{header.version}: {exc}"

@@ -88,7 +88,8 @@ class GaugeCallback(Collector):
 
 
 class _WorkerMetrics:
-    """What every consumer exports: refused input, dead letters, model version and lag."""
+    """What every consumer exports: refused input and snapshots, dead letters, model version
+    and lag."""
 
     #: dead-letter stages this worker can produce
     STAGES: tuple[str, ...] = ()
@@ -102,8 +103,12 @@ class _WorkerMetrics:
             P + "dead_letters", "Messages sent to dead-letters, by stage", ["stage"], registry=r
         )
         self.model_version = Gauge(P + "model_version", version_doc, registry=r)
+        self.snapshot_rejected = Counter(
+            P + "snapshot_rejected", "Model snapshots refused, by reason", ["reason"], registry=r
+        )
         _zero(self.invalid_events, REASONS)
         _zero(self.dead_letters, self.STAGES)
+        _zero(self.snapshot_rejected, REJECT_REASONS)
 
     def add_lag(self, fn: Callable[[], Iterable[tuple[list[str], float]]]) -> None:
         self.registry.register(
@@ -142,9 +147,6 @@ class InferenceMetrics(_WorkerMetrics):
             registry=r,
         )
         self.model_swaps = Counter(P + "model_swaps", "Model snapshots swapped in", registry=r)
-        self.snapshot_rejected = Counter(
-            P + "snapshot_rejected", "Model snapshots refused, by reason", ["reason"], registry=r
-        )
         self.feature_drift_detections = Counter(
             P + "feature_drift_detections",
             "Drift detected on an input feature",
@@ -157,7 +159,6 @@ class InferenceMetrics(_WorkerMetrics):
             ["feature"],
             registry=r,
         )
-        _zero(self.snapshot_rejected, REJECT_REASONS)
 
     def add_model_age(self, fn: Callable[[], float]) -> None:
         self.registry.register(

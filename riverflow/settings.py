@@ -57,6 +57,11 @@ class Settings(BaseSettings):
     # Models and snapshots.
     model: str = "logreg"
     model_signing_key: SecretStr | None = None
+    # Without a key every snapshot is refused; this explicit opt-in loads them unverified.
+    allow_unsigned_snapshots: bool = False
+    # Comma-separated modules whose classes a snapshot may hold, besides River's and the
+    # module of a module:factory model (online_model/unpickler.py).
+    snapshot_allowed_modules: str = Field("", pattern=r"^\s*(\w+(\.\w+)*\s*(,\s*|$))*$")
     snapshot_every: int = Field(1000, ge=1)
     snapshot_interval_s: float = Field(5.0, gt=0)
 
@@ -78,6 +83,11 @@ class Settings(BaseSettings):
     # Process.
     metrics_port: int | None = Field(None, ge=0, le=65535)  # None: the command's default; 0: off
     idle_exit_s: float | None = Field(None, gt=0)
+
+    @property
+    def allowed_modules(self) -> list[str]:
+        """``snapshot_allowed_modules`` as a list."""
+        return [m.strip() for m in self.snapshot_allowed_modules.split(",") if m.strip()]
 
     @property
     def model_name(self) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -39,6 +40,12 @@ class Stack:
 
     settings: Settings
     env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def key(self) -> bytes | None:
+        """The signing key its processes share (None for a stack made without one)."""
+        secret = self.settings.model_signing_key
+        return secret.get_secret_value().encode() if secret else None
 
     def run(
         self,
@@ -124,6 +131,10 @@ def read_topic(
 
 
 def make_stack(bootstrap: str, partitions: int = 3, **overrides: Any) -> Stack:
+    """Fresh topics; every stack signs its snapshots with a random key unless the test says
+    ``model_signing_key=None``."""
+    overrides.setdefault("model_signing_key", secrets.token_hex(32))
+    overrides = {k: v for k, v in overrides.items() if v is not None}
     uid = uuid.uuid4().hex[:10]
     names = {
         "readings_topic": f"readings-{uid}",

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from online_model.snapshot import Snapshot, loads
+from online_model.snapshot import Snapshot, Trust, loads
+from online_model.unpickler import Allowlist
 from riverflow.schemas import dumps, now_ms
 from riverflow.scrape import Page
 from tests.integration.kit import Stack, free_port
@@ -130,6 +131,8 @@ def learners(tmp_path: Path) -> Iterator[Learners]:
 
 
 def snapshots(stack: Stack, model: str, key: bytes | None = None) -> list[Snapshot]:
-    """Every committed snapshot of ``model`` on the models topic, oldest first."""
+    """Every committed snapshot of ``model`` on the models topic, oldest first, verified with
+    ``key`` (default: the stack's) and loaded as a worker would (the test models allowed)."""
+    trust = Trust(key or stack.key, allowed=Allowlist(["tests"]))
     records = stack.read(stack.settings.models_topic, idle=2.0)
-    return [loads(r.value, key) for r in records if r.key == model.encode()]
+    return [loads(r.value, trust) for r in records if r.key == model.encode()]

@@ -188,7 +188,7 @@ def test_sigterm_leaves_no_finished_work_uncommitted(stack: Any, tmp_path: Path)
 def test_metrics_endpoint_serves_every_family(stack: Any, tmp_path: Path) -> None:
     from tests.integration.test_inference_models import publish
 
-    s = stack(partitions=2, model_signing_key="metrics-key")
+    s = stack(partitions=2)
     port = free_port()
     proc = s.start(*infer_args(group(), "--metrics-port", str(port)), log_path=str(tmp_path / "l"))
     try:

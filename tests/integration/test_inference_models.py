@@ -67,7 +67,7 @@ def versions(settings: Settings, ids: set[str]) -> set[int]:
 
 
 def test_newer_snapshots_swap_in_and_bad_ones_are_refused(stack: Any, tmp_path: Path) -> None:
-    s = stack(partitions=2, model_signing_key="swap-key")
+    s = stack(partitions=2)
     port = free_port()
     log = tmp_path / "infer.log"
     proc = s.start(*infer_args(group(), "--metrics-port", str(port)), log_path=str(log))
@@ -89,7 +89,7 @@ def test_newer_snapshots_swap_in_and_bad_ones_are_refused(stack: Any, tmp_path: 
         predictions_reach(200)
 
         # Refused: wrongly signed, unsigned, another task; ignored: not newer.
-        publish(s.settings, "logreg", 2, key=b"not-the-key")
+        publish(s.settings, "logreg", 2, key=b"not-the-key-of-16+")
         publish(s.settings, "logreg", 3, key=None)
         publish(s.settings, "logreg", 4, task="regression")
         publish(s.settings, "logreg", 1)
@@ -121,7 +121,7 @@ def test_newer_snapshots_swap_in_and_bad_ones_are_refused(stack: Any, tmp_path: 
 
 
 def test_a_worker_starts_from_the_latest_snapshot_of_its_model(stack: Any) -> None:
-    s = stack(partitions=2, model_signing_key="start-key")
+    s = stack(partitions=2)
     publish(s.settings, "logreg", 1)
     publish(s.settings, "logreg", 2)
     publish(s.settings, "hoeffding", 7)  # another model's snapshot on the same topic

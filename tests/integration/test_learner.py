@@ -105,15 +105,14 @@ def test_concept_switch_is_detected_after_it_and_not_before(stack: Any) -> None:
         "100000",
         "--snapshot-interval",
         "3600",
-        extra_env={"RIVERFLOW_MODEL_SIGNING_KEY": "drift-test-key"},
     )
     found = re.findall(r"concept drift detected by adwin at event e(\d+)", run.stderr)
     at = [int(i) for i in found]
     assert [i for i in at if 1000 <= i < 4000] == [], at
     assert [i for i in at if 4000 <= i < 7000], at
-    published = snapshots(s, "logreg", b"drift-test-key")
+    published = snapshots(s, "logreg")
     with pytest.raises(SnapshotError):
-        snapshots(s, "logreg", b"another-key")
+        snapshots(s, "logreg", b"another-key-of-16+")
     # no periodic snapshots here: every one but the last is a reset, published mid-stream
     assert len(published) >= 2
     assert [snap.header.version for snap in published] == list(range(1, len(published) + 1))

@@ -51,10 +51,8 @@ def test_sigkilled_learners_learn_every_label_exactly_once(stack: Any, learners:
     group = f"riverflow-learn-test-{uuid.uuid4().hex[:8]}"
     args = ("--model", MODEL, "--snapshot-every", "200", "--snapshot-interval", "1")
 
-    key = {"RIVERFLOW_MODEL_SIGNING_KEY": "recovery-test-key"}  # resumes verify signatures
-
     def learner() -> LearnerProcess:
-        return learners.start(s, *args, group_id=group, env=key)
+        return learners.start(s, *args, group_id=group)
 
     def produce() -> None:
         p = producer(s.settings)
@@ -104,7 +102,7 @@ def test_sigkilled_learners_learn_every_label_exactly_once(stack: Any, learners:
     for lp in sorted(running, key=lambda lp: lp is active):  # standbys first
         assert lp.stop() == 0, lp.text()[-3000:]
 
-    final = snapshots(s, "counting", b"recovery-test-key")[-1]
+    final = snapshots(s, "counting")[-1]
     seen = final.model.seen
     assert len(seen) == len(set(seen)), "an event was learned twice"
     assert set(seen) == labelled, f"{len(labelled - set(seen))} events never learned"

@@ -9,7 +9,7 @@ from typing import Any
 from consumers.checkpoint import Checkpoint, PartitionReplay, Replay
 from consumers.learning import Learning, LearningConfig
 from online_model.presets import resolve
-from online_model.snapshot import SnapshotHeader, dumps, loads
+from online_model.snapshot import SnapshotHeader, Trust, dumps, loads
 from riverflow.metrics import LearnerMetrics
 from riverflow.schemas import Feedback, Prediction
 
@@ -79,7 +79,7 @@ class Run:
         kw: dict[str, Any] = {}
         self.version = 0
         if blob is not None:
-            snap = loads(blob, KEY, evaluation=True)
+            snap = loads(blob, Trust(KEY), evaluation=True)
             cp = Checkpoint.from_header(snap.header)
             kw = dict(
                 model=snap.model,

@@ -12,7 +12,7 @@ from consumers.checkpoint import Checkpoint, PartitionReplay, Replay, to_runs
 from consumers.join_store import Side
 from consumers.learning import Learning, LearningConfig
 from online_model.presets import resolve
-from online_model.snapshot import SnapshotHeader, dumps, loads
+from online_model.snapshot import SnapshotHeader, Trust, dumps, loads
 from riverflow.metrics import LearnerMetrics
 from riverflow.schemas import Feedback, Prediction
 
@@ -60,7 +60,7 @@ def test_checkpoint_travels_in_a_snapshot_header() -> None:
     header = SnapshotHeader(
         "m", 2, "classification", positions=cp.positions, extra=cp.header_extra()
     )
-    back = Checkpoint.from_header(loads(dumps(header, None)).header)
+    back = Checkpoint.from_header(loads(dumps(header, None, b"k"), Trust(b"k")).header)
     assert back == cp
     assert Checkpoint.from_header(SnapshotHeader("m", 1, "classification")) == Checkpoint()
 
