@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import secrets
+import stat
 import subprocess
 import sys
 import time
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from riverflow.cli import settings_from
+from riverflow.errors import ConfigError
 from riverflow.lifecycle import Stopper
 from riverflow.local_kafka import LocalKafka, default_data_dir
 from riverflow.local_prometheus import LocalPrometheus
@@ -72,6 +75,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def with_signing_key(env: dict[str, str], key_file: Path) -> dict[str, str]:
+    """``env`` for the children with a key to sign snapshots: the user's when set (returned
+    as is), otherwise the one kept in ``key_file``."""
+    if env.get("RIVERFLOW_MODEL_SIGNING_KEY"):
+        return env
+    return {**env, "RIVERFLOW_MODEL_SIGNING_KEY": signing_key(key_file)}
+
+
+def signing_key(path: Path) -> str:
+    """The key ``up`` signs its snapshots with: random, made on the first run (mode 0600), then
+    read again, so that snapshots of earlier runs on the same broker still verify."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        if path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            os.chmod(path, 0o600)
+            log.warning("%s was readable by others: now mode 0600", path)
+        key = path.read_text().strip()
+        if len(key) < 32:
+            raise ConfigError(f"{path} holds no usable key: delete it to make a new one") from None
+        return key
+    key = secrets.token_hex(32)
+    with os.fdopen(fd, "w") as out:
+        out.write(key + "\n")
+    return key
+
+
 @dataclass
 class Child:
     name: str
@@ -110,7 +141,10 @@ class Up:
                 self.broker = broker
         elif self.args.bootstrap_servers:
             env["RIVERFLOW_BOOTSTRAP_SERVERS"] = self.args.bootstrap_servers
-        self.env = env
+        key_file = default_data_dir(self.args.kafka_port).parent / "signing.key"
+        self.env = with_signing_key(env, key_file)
+        if self.env is not env:
+            print(f"model snapshots are signed with the key in {key_file}", flush=True)
         settings = settings_from(
             argparse.Namespace(
                 bootstrap_servers=env["RIVERFLOW_BOOTSTRAP_SERVERS"], model=self.args.model

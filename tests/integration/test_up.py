@@ -54,3 +54,10 @@ def test_up_runs_the_pipeline_and_stops_everything(tmp_path: Path) -> None:
     assert "stopping: simulator, inference, learner, the broker" in out
     assert not any(listening(p) for p in ports), "a worker or the broker is still running"
     assert not (tmp_path / "riverflow" / f"kafka-{kafka_port}" / "broker.pid").exists()
+    # The demo is signed: a private key in the state directory, snapshots verified and served.
+    key_file = tmp_path / "riverflow" / "signing.key"
+    assert f"model snapshots are signed with the key in {key_file}" in out
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    logs = {p.name: p.read_text() for p in (tmp_path / "riverflow" / "up").glob("*/*.log")}
+    assert "swapped in logreg v" in logs["inference-0.log"]
+    assert not [name for name, text in logs.items() if "refused a snapshot" in text]

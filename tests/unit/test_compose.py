@@ -37,6 +37,9 @@ WORKER_JOBS = {"infer": "inference", "learn": "learner"}
 # Environment variables the CLI reads that are not Settings fields.
 CLI_VARIABLES = {"RIVERFLOW_LOG_LEVEL"}
 DEFAULT = re.compile(r"\$\{(\w+):?-([^}]*)\}")  # ${VAR:-default} -> default
+REQUIRED = re.compile(r"\$\{(\w+):?\?([^}]*)\}")  # ${VAR:?message}: compose stops without VAR
+# What a user puts in .env for a required variable, in these checks.
+USER_VALUE = "0123456789abcdef" * 4
 
 
 def _npm_global_root() -> Path | None:
@@ -144,7 +147,7 @@ def env_file_paths(service: dict[str, Any]) -> list[Path]:
 
 def service_env(service: dict[str, Any]) -> dict[str, str]:
     """What the container's environment would hold: env files, then `environment`, with
-    ${VAR:-default} taken at its default."""
+    ${VAR:-default} taken at its default and ${VAR:?message} as a user would set it."""
     env: dict[str, str] = {}
     for path in env_file_paths(service):
         for line in path.read_text().splitlines():
@@ -156,8 +159,19 @@ def service_env(service: dict[str, Any]) -> dict[str, str]:
     if isinstance(given, list):
         given = dict(item.split("=", 1) for item in given)
     for key, value in given.items():
-        env[key] = DEFAULT.sub(lambda m: m.group(2), "" if value is None else str(value))
+        value = DEFAULT.sub(lambda m: m.group(2), "" if value is None else str(value))
+        env[key] = REQUIRED.sub(USER_VALUE, value)
     return env
+
+
+def service_env_files(service: dict[str, Any]) -> str:
+    """The text of the env files a service reads (secrets must not be kept there)."""
+    return "".join(
+        line
+        for path in env_file_paths(service)
+        for line in path.read_text().splitlines(True)
+        if not line.lstrip().startswith("#")
+    )
 
 
 # --------------------------------------------------------------------------- the file itself
@@ -252,6 +266,19 @@ def test_shared_env_file_names_only_settings_and_loads(
             monkeypatch.setenv(key, value)
         settings = load_settings()
         assert settings.bootstrap_servers == "kafka:9092"
+
+
+def test_riverflow_services_need_a_signing_key_and_say_where_to_set_it(
+    compose: dict[str, Any],
+) -> None:
+    for name, service in riverflow_services(compose).items():
+        given = str(service["environment"]["RIVERFLOW_MODEL_SIGNING_KEY"])
+        required = REQUIRED.fullmatch(given)
+        assert required is not None, f"{name}: the signing key has a default: {given}"
+        assert required.group(1) == "RIVERFLOW_MODEL_SIGNING_KEY"
+        assert ".env" in required.group(2) and "README" in required.group(2)
+        assert "RIVERFLOW_MODEL_SIGNING_KEY" not in service_env_files(service)
+    assert ".env" in (ROOT / ".gitignore").read_text().split()
 
 
 def test_worker_commands_are_valid_riverflow_invocations(
