@@ -3,27 +3,40 @@
 Both strategies share one contract, which the inference worker relies on:
 
 1. :meth:`begin` before the first output of a batch;
-2. :meth:`send` and :meth:`dead_letter` for each output;
+2. :meth:`send` and :meth:`dead_letter` for each output, naming the source record;
 3. :meth:`commit` with the batch's next offsets. When it returns (the epoch ms at which the
    outputs were in Kafka), every output of the batch is there and the offsets are (or,
-   at-least-once, will be) committed. When it raises
-   :class:`BatchFailed`, the caller calls :meth:`abort` and re-reads the batch from its first
-   offsets: outputs may have been written (at-least-once: duplicates are the contract) or
-   were discarded with the transaction (exactly-once: read_committed readers never see them).
+   at-least-once, will be) committed. When it (or a send) raises
+   :class:`BatchFailed` or a ``KafkaError``, the caller calls :meth:`abort` and re-reads the batch
+   from its first offsets: outputs may have been written (at-least-once: duplicates are the
+   contract) or were discarded with the transaction (exactly-once: read_committed readers never
+   see them).
+
+Kafka refuses some records for their own content (:data:`RECORD_ERRORS`). A refusal known to be
+one record's raises :class:`RecordRefused`; when several outputs failed together, :meth:`abort`
+returns their source records as suspects, to be sent ``alone`` next time, which makes a refusal
+certain (:mod:`consumers.refusals` decides when to give up on a record).
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
-from kafka.errors import KafkaError
+from kafka.errors import (
+    CorruptRecordError,
+    InvalidRecordError,
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+)
 
-from riverflow.clients import producer, send_dead_letter
-from riverflow.errors import RiverflowError
+from riverflow import dead_letters
+from riverflow.clients import producer
+from riverflow.errors import RiverflowError, describe
 from riverflow.schemas import now_ms
 from riverflow.settings import Settings
 
@@ -37,8 +50,30 @@ Offsets = dict[TopicPartition, OffsetAndMetadata]
 TRANSACTION_TIMEOUT_MS = 15_000
 
 
+# Kafka's refusals of one record for its own content: the same bytes fail the same way again,
+# unlike timeouts and disconnects, which re-reading the batch outlasts.
+RECORD_ERRORS = (
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    InvalidRecordError,
+    CorruptRecordError,
+)
+
+
 class BatchFailed(RiverflowError):
     """The batch's outputs may not all be in Kafka: abort and re-read it."""
+
+
+class RecordRefused(BatchFailed):
+    """Kafka refused an output of ``record`` for that record's own content."""
+
+    def __init__(self, record: Any, error: BaseException) -> None:
+        super().__init__(
+            f"Kafka refused an output of {record.topic}/{record.partition}/{record.offset}: "
+            f"{describe(error)}"
+        )
+        self.record = record
+        self.error = error
 
 
 class Delivery(Protocol):
@@ -46,15 +81,97 @@ class Delivery(Protocol):
     producer: KafkaProducer
 
     def begin(self) -> None: ...
-    def send(self, topic: str, key: bytes, value: bytes) -> None: ...
-    def dead_letter(self, topic: str, record: Any, error: BaseException) -> str: ...
+    def send(
+        self, topic: str, key: bytes, value: bytes, source: Any, alone: bool = False
+    ) -> None: ...
+    def dead_letter(
+        self, topic: str, record: Any, error: BaseException, bare: bool = False, alone: bool = False
+    ) -> str: ...
     def commit(self, offsets: Offsets) -> int: ...
-    def abort(self) -> None: ...
+    def abort(self) -> list[Any]: ...
     def take_pending(self, partitions: Iterable[TopicPartition]) -> Offsets: ...
     def close(self, timeout_s: float) -> None: ...
 
 
-class AtLeastOnce:
+class _Outputs:
+    """What both strategies share: each output is sent with its source record, and a producer
+    that Kafka refused a record of is replaced.
+
+    The replacement is needed: after one refusal, kafka-python 3.0's idempotent producer fails
+    every later record with the same error, and a transactional one, once its transaction is
+    aborted, sends with stale sequence numbers (OutOfOrderSequenceNumber).
+    """
+
+    def __init__(self, make_producer: Callable[[], KafkaProducer], consumer: KafkaConsumer) -> None:
+        self._make_producer = make_producer
+        self.producer = make_producer()
+        self._consumer = consumer
+        self._sent: list[tuple[Any, Any]] = []  # (future, source record) of this batch
+
+    def send(self, topic: str, key: bytes, value: bytes, source: Any, alone: bool = False) -> None:
+        self._send(topic, key, value, None, source, alone)
+
+    def dead_letter(
+        self, topic: str, record: Any, error: BaseException, bare: bool = False, alone: bool = False
+    ) -> str:
+        letter = dead_letters.build(record, error, bare)
+        self._send(topic, letter.key, letter.value, letter.headers, record, alone)
+        return letter.stage
+
+    def _send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[tuple[str, bytes]] | None,
+        source: Any,
+        alone: bool,
+    ) -> None:
+        if alone:  # with nothing else in flight, a refusal is surely this record's
+            self._flush()
+        try:
+            future = self.producer.send(topic, key=key, value=value, headers=headers)
+        except RECORD_ERRORS as exc:  # the client's own size check: the producer is unharmed
+            raise RecordRefused(source, exc) from None
+        self._sent.append((future, source))
+        if alone:
+            self._flush()
+            if future.failed() and isinstance(future.exception, RECORD_ERRORS):
+                raise RecordRefused(source, future.exception)
+
+    def _flush(self) -> None:
+        try:
+            self.producer.flush()
+        except KafkaError as exc:
+            raise BatchFailed(f"flushing the batch's outputs failed: {exc}") from exc
+
+    def _check_sent(self) -> None:
+        """After a flush: every output of the batch must be in Kafka."""
+        failed = next((f for f, _ in self._sent if f.failed()), None)
+        if failed is not None:
+            raise BatchFailed(f"an output was not delivered: {failed.exception}")
+
+    def _forget_sent(self) -> list[Any]:
+        """Forget the batch's sends; returns the sources of those refused for their content,
+        after replacing the producer if there are any."""
+        refused = [
+            (future.exception, source)
+            for future, source in self._sent
+            if future.failed() and isinstance(future.exception, RECORD_ERRORS)
+        ]
+        self._sent.clear()
+        if refused:
+            log.warning(
+                "Kafka refused %d outputs for their content (%s): replacing the producer",
+                len(refused),
+                describe(refused[0][0]),
+            )
+            self.producer.close(timeout=0)
+            self.producer = self._make_producer()
+        return [source for _, source in refused]
+
+
+class AtLeastOnce(_Outputs):
     """Produce, flush, check every send, then commit the consumed offsets.
 
     Offsets whose commit failed (a rebalance in progress, a coordinator move) stay pending and
@@ -64,30 +181,17 @@ class AtLeastOnce:
 
     name = "at-least-once"
 
-    def __init__(self, producer: KafkaProducer, consumer: KafkaConsumer) -> None:
-        self.producer = producer
-        self._consumer = consumer
-        self._futures: list[Any] = []
+    def __init__(self, make_producer: Callable[[], KafkaProducer], consumer: KafkaConsumer) -> None:
+        super().__init__(make_producer, consumer)
         self._pending: Offsets = {}
 
     def begin(self) -> None:
-        self._futures.clear()
-
-    def send(self, topic: str, key: bytes, value: bytes) -> None:
-        self._futures.append(self.producer.send(topic, key=key, value=value))
-
-    def dead_letter(self, topic: str, record: Any, error: BaseException) -> str:
-        return send_dead_letter(self.producer, topic, record, error)
+        self._sent.clear()
 
     def commit(self, offsets: Offsets) -> int:
-        try:
-            self.producer.flush()
-        except KafkaError as exc:
-            raise BatchFailed(f"flushing the batch's outputs failed: {exc}") from exc
-        failed = next((f for f in self._futures if f.failed()), None)
-        self._futures.clear()
-        if failed is not None:
-            raise BatchFailed(f"a prediction was not delivered: {failed.exception}")
+        self._flush()
+        self._check_sent()
+        self._sent.clear()
         produced_ms = now_ms()
         self._pending.update(offsets)
         try:
@@ -99,8 +203,8 @@ class AtLeastOnce:
         self._pending.clear()
         return produced_ms
 
-    def abort(self) -> None:
-        self._futures.clear()
+    def abort(self) -> list[Any]:
+        return self._forget_sent()
 
     def take_pending(self, partitions: Iterable[TopicPartition]) -> Offsets:
         return {tp: self._pending.pop(tp) for tp in list(partitions) if tp in self._pending}
@@ -115,47 +219,47 @@ class AtLeastOnce:
         self.producer.close(timeout=timeout_s)
 
 
-class Transactional:
+class Transactional(_Outputs):
     """One Kafka transaction per batch: predictions, dead letters and the consumed offsets
     commit together or not at all (``send_offsets_to_transaction`` with the consumer's group
     metadata, so a consumer that lost its partitions in a rebalance is fenced, KIP-447).
 
-    The transactional id is unique per process: fencing of zombies comes from the group
-    generation in the offsets commit, not from a stable id.
+    The transactional id is unique per process (and per producer, when one is replaced): fencing
+    of zombies comes from the group generation in the offsets commit, not from a stable id.
     """
 
     name = "exactly-once"
 
-    def __init__(self, producer: KafkaProducer, consumer: KafkaConsumer) -> None:
-        self.producer = producer
-        self._consumer = consumer
+    def __init__(self, make_producer: Callable[[], KafkaProducer], consumer: KafkaConsumer) -> None:
+        super().__init__(make_producer, consumer)
         self._open = False
 
     def begin(self) -> None:
+        self._sent.clear()
         self.producer.begin_transaction()
         self._open = True
 
-    def send(self, topic: str, key: bytes, value: bytes) -> None:
-        self.producer.send(topic, key=key, value=value)
-
-    def dead_letter(self, topic: str, record: Any, error: BaseException) -> str:
-        return send_dead_letter(self.producer, topic, record, error)
-
     def commit(self, offsets: Offsets) -> int:
+        # Checked before committing: kafka-python 3.0 can commit a transaction one of whose
+        # records failed (seen right after a transaction aborted over a refused record).
+        self._flush()
+        self._check_sent()
         try:
             self.producer.send_offsets_to_transaction(offsets, self._consumer.group_metadata())
             self.producer.commit_transaction()
         except KafkaError as exc:
             raise BatchFailed(f"transaction failed: {exc}") from exc
         self._open = False
+        self._sent.clear()
         return now_ms()  # committed: visible to read_committed readers from now on
 
-    def abort(self) -> None:
+    def abort(self) -> list[Any]:
         if self._open:
             # A failure here (producer fenced, broker gone) is fatal for this producer: let it
             # end the worker, whose restart re-reads from the last committed transaction.
             self.producer.abort_transaction()
             self._open = False
+        return self._forget_sent()
 
     def take_pending(self, partitions: Iterable[TopicPartition]) -> Offsets:
         return {}  # offsets only ever commit inside a batch's transaction
@@ -166,11 +270,15 @@ class Transactional:
 
 def delivery_for(settings: Settings, consumer: KafkaConsumer, group_id: str) -> Delivery:
     if settings.exactly_once:
-        prod = producer(
-            settings,
-            transactional_id=f"{group_id}-{uuid.uuid4().hex}",
-            transaction_timeout_ms=TRANSACTION_TIMEOUT_MS,
-        )
-        prod.init_transactions()
-        return Transactional(prod, consumer)
-    return AtLeastOnce(producer(settings), consumer)
+
+        def transactional() -> KafkaProducer:
+            prod = producer(
+                settings,
+                transactional_id=f"{group_id}-{uuid.uuid4().hex}",
+                transaction_timeout_ms=TRANSACTION_TIMEOUT_MS,
+            )
+            prod.init_transactions()
+            return prod
+
+        return Transactional(transactional, consumer)
+    return AtLeastOnce(lambda: producer(settings), consumer)

@@ -19,9 +19,10 @@ from typing import Any, TypeVar
 from kafka import AsyncConsumerRebalanceListener, OffsetAndMetadata, TopicPartition
 from kafka.errors import KafkaError
 
-from consumers.delivery import BatchFailed, Delivery, delivery_for
+from consumers.delivery import BatchFailed, Delivery, RecordRefused, delivery_for
 from consumers.model_follower import ModelFollower, ServedModel, trust_from
 from consumers.prediction_message import prediction_value
+from consumers.refusals import Refusals
 from consumers.snapshot_feed import SnapshotFeed
 from online_model import tasks
 from online_model.drift import FeatureDriftMonitor
@@ -87,6 +88,7 @@ class InferenceWorker:
         self.feed = SnapshotFeed(settings, self.name)
         self.consumer = consumer(settings, group_id=self.group_id)
         self.delivery: Delivery = delivery_for(settings, self.consumer, self.group_id)
+        self.refusals = Refusals()
         self._drift_phase = 0  # index in the next batch of the next reading to sample
         self._drift_tracked: set[str] = set()
         self._lag: list[tuple[list[str], float]] = []
@@ -177,14 +179,23 @@ class InferenceWorker:
         valid: list[Reading] = []
         refused: list[InvalidEvent] = []
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        refusals = self.refusals
+        careful = bool(refusals)  # Kafka refused a record's output: this batch may hold it
+        alone = False
         try:
             self.delivery.begin()
             for tp, records in batch.items():
                 for record in records:
+                    if careful:
+                        give_up = refusals.give_up(record)
+                        if give_up is not None:
+                            self._dead_letter(record, give_up.error, refused, give_up.bare, True)
+                            continue
+                        alone = refusals.alone(record)
                     try:
                         reading = decode(record.value, now)
                     except InvalidEvent as exc:
-                        self._dead_letter(record, exc, refused)
+                        self._dead_letter(record, exc, refused, alone=alone)
                         continue
                     try:
                         t0 = clock()
@@ -197,24 +208,37 @@ class InferenceWorker:
                         error = InvalidEvent(
                             "model_error", f"{name} v{version} raised {describe(exc)}", "predict"
                         )
-                        self._dead_letter(record, error, refused)
+                        self._dead_letter(record, error, refused, alone=alone)
                         continue
-                    send(topic, reading.sensor_id.encode(), value)
+                    send(topic, reading.sensor_id.encode(), value, record, alone)
                     valid.append(reading)
                 offsets[tp] = OffsetAndMetadata(records[-1].offset + 1, "", -1)
             produced_ms = self.delivery.commit(offsets)
         except (BatchFailed, KafkaError) as exc:
             self._rewind(batch, exc)
             return False
+        if careful:
+            refusals.settle(offsets)
         self._record(valid, refused, produced_ms, time.perf_counter() - started)
         return True
 
-    def _dead_letter(self, record: Any, error: InvalidEvent, refused: list[InvalidEvent]) -> None:
-        self.delivery.dead_letter(self.settings.dead_letters_topic, record, error)
+    def _dead_letter(
+        self,
+        record: Any,
+        error: InvalidEvent,
+        refused: list[InvalidEvent],
+        bare: bool = False,
+        alone: bool = False,
+    ) -> None:
+        self.delivery.dead_letter(self.settings.dead_letters_topic, record, error, bare, alone)
         refused.append(error)
 
     def _rewind(self, batch: Mapping[TopicPartition, list[Any]], exc: Exception) -> None:
-        self.delivery.abort()
+        """Abort the batch and seek back to its start; a record Kafka refused is counted, so
+        that it is given up after a bounded number of attempts (:mod:`consumers.refusals`)."""
+        self.refusals.suspect(self.delivery.abort())
+        if isinstance(exc, RecordRefused):
+            self.refusals.refused(exc.record, exc.error)
         owned = self.consumer.assignment()
         for tp, records in batch.items():
             if tp in owned:  # a rebalance may have given the partition away meanwhile
@@ -304,6 +328,8 @@ class InferenceWorker:
         self._lag = lag_samples(c, {tp: c.position(tp, timeout_ms=100) for tp in c.assignment()})
 
     def forget(self, partitions: Iterable[TopicPartition]) -> None:
+        partitions = list(partitions)
+        self.refusals.forget(partitions)
         gone = {(tp.topic, str(tp.partition)) for tp in partitions}
         self._lag = [s for s in self._lag if (s[0][0], s[0][1]) not in gone]
 

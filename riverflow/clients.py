@@ -15,7 +15,8 @@ from kafka.errors import KafkaError
 from kafka.partitioner import DefaultPartitioner
 from kafka.partitioner.default import murmur2
 
-from riverflow.errors import BrokerError, ConfigError, InvalidEvent
+from riverflow import dead_letters
+from riverflow.errors import BrokerError, ConfigError
 from riverflow.settings import Settings, kafka_kwargs
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,8 @@ def producer(settings: Settings, **overrides: Any) -> KafkaProducer:
         linger_ms=5,
         batch_size=256 * 1024,
         partitioner=KeyHashPartitioner(),
-        max_request_size=max(1_048_576, settings.max_message_bytes * 4),
+        # Never below what a dead letter may take (riverflow.dead_letters).
+        max_request_size=max(dead_letters.MAX_RECORD_BYTES, settings.max_message_bytes * 4),
     )
     kw.update(overrides)
     try:
@@ -125,24 +127,8 @@ def lag_samples(
     return samples
 
 
-def dead_letter_headers(record: Any, error: BaseException, stage: str) -> list[tuple[str, bytes]]:
-    """The headers DESIGN.md names: error type, reason, source position and stage."""
-    reason = str(error) or type(error).__name__
-    return [
-        ("riverflow-error", type(error).__name__.encode()),
-        ("riverflow-reason", reason[:1000].encode("utf-8", "replace")),
-        ("riverflow-source", f"{record.topic}/{record.partition}/{record.offset}".encode()),
-        ("riverflow-stage", stage.encode()),
-    ]
-
-
 def send_dead_letter(prod: KafkaProducer, topic: str, record: Any, error: BaseException) -> str:
-    """Send the original bytes and key to ``topic`` with the why in headers; returns the stage."""
-    stage = error.stage if isinstance(error, InvalidEvent) else "validate"
-    prod.send(
-        topic,
-        key=record.key,
-        value=record.value,
-        headers=dead_letter_headers(record, error, stage),
-    )
-    return stage
+    """Send the dead letter of ``record`` (:mod:`riverflow.dead_letters`); returns its stage."""
+    letter = dead_letters.build(record, error)
+    prod.send(topic, key=letter.key, value=letter.value, headers=letter.headers)
+    return letter.stage

@@ -122,7 +122,7 @@ class _WorkerMetrics:
 
 
 class InferenceMetrics(_WorkerMetrics):
-    STAGES = ("decode", "validate", "predict")
+    STAGES = ("decode", "validate", "predict", "produce")
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         super().__init__(registry, "Version of the model served")

@@ -38,6 +38,7 @@ REASONS = (
     "ts_skew",
     "model_error",
     "internal",  # anything else a record made riverflow raise: a bug to look at, never a crash
+    "undeliverable",  # Kafka kept refusing the record's output (too large, invalid)
 )
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
+from riverflow import dead_letters
 from riverflow.clients import admin
 from riverflow.settings import Settings
 
@@ -42,7 +43,12 @@ def topic_specs(settings: Settings, partitions: int | None = None) -> list[Topic
                 "segment.ms": "600000",
             },
         ),
-        TopicSpec(settings.dead_letters_topic, n),
+        # Set, not left to the broker's message.max.bytes: every dead letter is built to fit it.
+        TopicSpec(
+            settings.dead_letters_topic,
+            n,
+            {"max.message.bytes": str(dead_letters.MAX_RECORD_BYTES)},
+        ),
     ]
 
 

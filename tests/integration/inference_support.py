@@ -129,3 +129,17 @@ class _Slow(linear_model.LogisticRegression):
 
 def slow() -> _Slow:
     return _Slow()
+
+
+class _Verbose(linear_model.LogisticRegression):
+    """Answers readings with a truthy "verbose" feature with 400 classes of 1 KB names: a
+    prediction of ~420 KB, more than a predictions topic whose max.message.bytes is lowered."""
+
+    def predict_proba_one(self, x: dict[Any, Any], **kwargs: Any) -> dict[Any, float]:
+        if x.get("verbose"):
+            return {f"{i:04d}" + "c" * 1024: 1 / 400 for i in range(400)}
+        return super().predict_proba_one(x, **kwargs)
+
+
+def verbose() -> _Verbose:
+    return _Verbose()

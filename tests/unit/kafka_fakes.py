@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kafka import TopicPartition
-from kafka.errors import CommitFailedError, KafkaError
+from kafka.errors import CommitFailedError, KafkaError, MessageSizeTooLargeError
 
 
 @dataclass
@@ -19,16 +19,42 @@ class FakeFuture:
 
 @dataclass
 class FakeProducer:
+    """Records what is sent. Like kafka-python 3.0: a value over ``client_limit`` bytes is
+    refused by send() itself; one over ``broker_limit`` fails its future, and so does every
+    later send of this producer, with the same error (the idempotent producer's fatal state)."""
+
     fail_sends: bool = False
     fail_commit: bool = False
+    client_limit: int = 10**9
+    broker_limit: int = 10**9
     calls: list[str] = field(default_factory=list)
-    sent: list[tuple[str, bytes, bytes]] = field(default_factory=list)
+    sent: list[tuple[str, bytes | None, bytes | None]] = field(default_factory=list)
     headers: list[Any] = field(default_factory=list)
+    fatal: Exception | None = None
 
-    def send(self, topic: str, key: bytes, value: bytes, headers: Any = None) -> FakeFuture:
+    def send(
+        self, topic: str, key: bytes | None, value: bytes | None, headers: Any = None
+    ) -> FakeFuture:
+        if key is None and value is None:
+            raise ValueError("Need at least one: key or value")
+        size = len(value or b"")
+        if size > self.client_limit:
+            raise MessageSizeTooLargeError(f"The message is {size} bytes when serialized")
+        if self.fatal is None and size > self.broker_limit:
+            self.fatal = MessageSizeTooLargeError()
+        if self.fatal is not None:
+            return FakeFuture(self.fatal)
         self.sent.append((topic, key, value))
         self.headers.append(headers)
         return FakeFuture(KafkaError("broker gone") if self.fail_sends else None)
+
+    def delivered(self, topic: str) -> list[tuple[bytes | None, bytes | None, dict[str, bytes]]]:
+        """(key, value, headers) of every record this producer got into ``topic``."""
+        return [
+            (k, v, dict(h or []))
+            for (t, k, v), h in zip(self.sent, self.headers, strict=True)
+            if t == topic
+        ]
 
     def flush(self, timeout: float | None = None) -> None:
         self.calls.append("flush")

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import pytest
 from kafka import OffsetAndMetadata, TopicPartition
+from kafka.errors import MessageSizeTooLargeError
 
-from consumers.delivery import AtLeastOnce, BatchFailed, Transactional
-from tests.unit.kafka_fakes import FakeConsumer, FakeProducer
+from consumers.delivery import AtLeastOnce, BatchFailed, RecordRefused, Transactional
+from tests.unit.kafka_fakes import FakeConsumer, FakeProducer, Record
 
 TP0, TP1 = TopicPartition("r", 0), TopicPartition("r", 1)
+SOURCE = Record("r", 0, 5, b"{}")
 
 
 def offsets(**by_partition: int) -> dict[TopicPartition, OffsetAndMetadata]:
@@ -20,9 +22,9 @@ def offsets(**by_partition: int) -> dict[TopicPartition, OffsetAndMetadata]:
 
 def test_at_least_once_flushes_then_commits() -> None:
     prod, cons = FakeProducer(), FakeConsumer()
-    d = AtLeastOnce(prod, cons)
+    d = AtLeastOnce(lambda: prod, cons)
     d.begin()
-    d.send("p", b"k", b"v")
+    d.send("p", b"k", b"v", SOURCE)
     produced_ms = d.commit(offsets(p0=10, p1=4))
     assert prod.calls == ["flush"] and cons.committed == {TP0: 10, TP1: 4}
     assert produced_ms > 0
@@ -30,9 +32,9 @@ def test_at_least_once_flushes_then_commits() -> None:
 
 def test_at_least_once_never_commits_a_batch_with_an_undelivered_send() -> None:
     prod, cons = FakeProducer(fail_sends=True), FakeConsumer()
-    d = AtLeastOnce(prod, cons)
+    d = AtLeastOnce(lambda: prod, cons)
     d.begin()
-    d.send("p", b"k", b"v")
+    d.send("p", b"k", b"v", SOURCE)
     with pytest.raises(BatchFailed, match="not delivered"):
         d.commit(offsets(p0=10))
     assert cons.committed == {}
@@ -40,7 +42,7 @@ def test_at_least_once_never_commits_a_batch_with_an_undelivered_send() -> None:
 
 def test_a_failed_commit_stays_pending_until_the_next_batch_or_revocation() -> None:
     prod, cons = FakeProducer(), FakeConsumer(fail_commits=1)
-    d = AtLeastOnce(prod, cons)
+    d = AtLeastOnce(lambda: prod, cons)
     d.begin()
     d.commit(offsets(p0=10, p1=4))
     assert cons.committed == {}
@@ -53,7 +55,7 @@ def test_a_failed_commit_stays_pending_until_the_next_batch_or_revocation() -> N
 
 def test_at_least_once_close_commits_what_is_pending() -> None:
     prod, cons = FakeProducer(), FakeConsumer(fail_commits=1)
-    d = AtLeastOnce(prod, cons)
+    d = AtLeastOnce(lambda: prod, cons)
     d.begin()
     d.commit(offsets(p0=7))
     d.close(1.0)
@@ -62,21 +64,70 @@ def test_at_least_once_close_commits_what_is_pending() -> None:
 
 def test_transactional_commits_offsets_inside_the_transaction() -> None:
     prod, cons = FakeProducer(), FakeConsumer()
-    d = Transactional(prod, cons)
+    d = Transactional(lambda: prod, cons)
     d.begin()
-    d.send("p", b"k", b"v")
+    d.send("p", b"k", b"v", SOURCE)
     d.commit(offsets(p1=3, p0=9))
-    assert prod.calls == ["begin", "offsets [(0, 9), (1, 3)]", "commit"]
+    assert prod.calls == ["begin", "flush", "offsets [(0, 9), (1, 3)]", "commit"]
     assert cons.committed == {}  # never through the consumer
     assert d.take_pending([TP0]) == {}
 
 
 def test_a_failed_transaction_raises_batch_failed_and_aborts() -> None:
     prod, cons = FakeProducer(fail_commit=True), FakeConsumer()
-    d = Transactional(prod, cons)
+    d = Transactional(lambda: prod, cons)
     d.begin()
     with pytest.raises(BatchFailed, match="fenced"):
         d.commit(offsets(p0=1))
     d.abort()
     d.abort()  # idempotent: nothing open any more
     assert prod.calls.count("abort") == 1
+
+
+@pytest.mark.parametrize("strategy", [AtLeastOnce, Transactional])
+def test_a_send_the_client_refuses_for_its_size_names_its_record(strategy: type) -> None:
+    prod = FakeProducer(client_limit=100)
+    d = strategy(lambda: prod, FakeConsumer())
+    d.begin()
+    d.send("p", b"k", b"v", Record("r", 0, 1, b"{}"))
+    with pytest.raises(RecordRefused) as info:
+        d.send("p", b"k", b"x" * 101, SOURCE)
+    assert info.value.record is SOURCE and isinstance(info.value.error, MessageSizeTooLargeError)
+    assert d.abort() == []  # the client refused before sending: the producer is unharmed
+    assert d.producer is prod
+
+
+@pytest.mark.parametrize("strategy", [AtLeastOnce, Transactional])
+def test_outputs_the_broker_refuses_are_suspects_and_the_producer_is_replaced(
+    strategy: type,
+) -> None:
+    made = [FakeProducer(broker_limit=100), FakeProducer(broker_limit=100)]
+    producers = iter(made)
+    d = strategy(lambda: next(producers), FakeConsumer())
+    good, big, after = (Record("r", 0, i, b"{}") for i in range(3))
+    d.begin()
+    d.send("p", b"k", b"v", good)
+    d.send("p", b"k", b"x" * 101, big)
+    d.send("p", b"k", b"v", after)  # fails too, with the same error: a collateral
+    with pytest.raises(BatchFailed, match="not delivered"):
+        d.commit(offsets(p0=3))
+    assert d.abort() == [big, after]
+    assert d.producer is made[1] and "close" in made[0].calls
+
+    # Sent alone, the collateral goes through and the culprit is named.
+    d.begin()
+    d.send("p", b"k", b"v", after, alone=True)
+    with pytest.raises(RecordRefused) as info:
+        d.send("p", b"k", b"x" * 101, big, alone=True)
+    assert info.value.record is big
+    assert made[1].delivered("p") == [(b"k", b"v", {})]
+
+
+def test_a_transaction_with_an_undelivered_output_is_not_committed() -> None:
+    prod = FakeProducer(fail_sends=True)
+    d = Transactional(lambda: prod, FakeConsumer())
+    d.begin()
+    d.send("p", b"k", b"v", SOURCE)
+    with pytest.raises(BatchFailed, match="not delivered"):
+        d.commit(offsets(p0=1))
+    assert "commit" not in prod.calls

@@ -1,10 +1,10 @@
-"""The inference loop over in-memory clients: a record that makes the model raise anything is
-dead-lettered and the batch goes on."""
+"""The inference loop over in-memory clients: a record that makes the model raise anything, or
+whose output Kafka keeps refusing, is dead-lettered and the batch goes on."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -12,7 +12,8 @@ from kafka import TopicPartition
 from river import linear_model
 
 import consumers.inference as inference
-from consumers.delivery import AtLeastOnce
+from consumers.delivery import AtLeastOnce, Transactional
+from consumers.refusals import MAX_ATTEMPTS
 from riverflow.metrics import InferenceMetrics
 from riverflow.schemas import now_ms
 from riverflow.settings import Settings
@@ -35,13 +36,17 @@ RAISES: dict[float, Exception] = {
     5.0: Unprintable(),
     6.0: OverflowError("x" * 100_000),
 }
+HUGE = 9.0  # a reading whose prediction is too large for Kafka: 300 KB of class scores
 
 
 class Exploding(linear_model.LogisticRegression):
     def predict_proba_one(self, x: dict[Any, Any], **kwargs: Any) -> dict[Any, float]:
-        error = RAISES.get(x.get("kind", 0.0))
+        kind = x.get("kind", 0.0)
+        error = RAISES.get(kind)
         if error is not None:
             raise error
+        if kind == HUGE:
+            return {f"class-{i:06d}-" + "x" * 300: 0.001 for i in range(1000)}
         return super().predict_proba_one(x, **kwargs)
 
 
@@ -57,20 +62,47 @@ class NoFeed:
         return []
 
 
-@pytest.fixture
-def worker(monkeypatch: pytest.MonkeyPatch) -> Iterator[inference.InferenceWorker]:
-    """An inference worker whose Kafka clients are the in-memory fakes."""
-    consumer, producer = FakeConsumer(), FakeProducer()
-    monkeypatch.setattr(inference, "consumer", lambda settings, group_id: consumer)
-    monkeypatch.setattr(inference, "delivery_for", lambda s, c, g: AtLeastOnce(producer, c))
-    monkeypatch.setattr(inference, "SnapshotFeed", NoFeed)
-    settings = Settings(
-        model=f"{__name__}:exploding",
-        predictions_topic="p",
-        dead_letters_topic="dl",
-        feature_drift_every=1,
-    )
-    yield inference.InferenceWorker(settings, metrics=InferenceMetrics())
+class Worker(inference.InferenceWorker):
+    producers: list[FakeProducer]
+
+    def delivered(self, topic: str) -> list[tuple[bytes | None, bytes | None, dict[str, bytes]]]:
+        return [letter for p in self.producers for letter in p.delivered(topic)]
+
+    def metric(self, name: str, **labels: str) -> float | None:
+        return self.metrics.registry.get_sample_value(name, labels)
+
+
+@pytest.fixture(params=[AtLeastOnce, Transactional])
+def make_worker(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., Worker]:
+    """Inference workers whose Kafka clients are the in-memory fakes, in both delivery modes;
+    each replacement producer is a new fake with the same limits."""
+
+    def make(**limits: int) -> Worker:
+        producers: list[FakeProducer] = []
+
+        def new_producer() -> FakeProducer:
+            producers.append(FakeProducer(**limits))
+            return producers[-1]
+
+        consumer = FakeConsumer()
+        monkeypatch.setattr(inference, "consumer", lambda settings, group_id: consumer)
+        monkeypatch.setattr(
+            inference, "delivery_for", lambda s, c, g: request.param(new_producer, c)
+        )
+        monkeypatch.setattr(inference, "SnapshotFeed", NoFeed)
+        settings = Settings(
+            model=f"{__name__}:exploding",
+            predictions_topic="p",
+            dead_letters_topic="dl",
+            feature_drift_every=1,
+        )
+        worker = Worker(settings, metrics=InferenceMetrics())
+        worker.producers = producers
+        return worker
+
+    return make
 
 
 def reading(i: int, kind: float) -> bytes:
@@ -79,28 +111,92 @@ def reading(i: int, kind: float) -> bytes:
     ).encode()
 
 
+def predicted(worker: Worker) -> list[str]:
+    return [json.loads(v or b"")["event_id"] for _, v, _ in worker.delivered("p")]
+
+
+def until_done(worker: Worker, batch: dict[TopicPartition, list[Record]]) -> int:
+    """Process ``batch`` as re-reading it would, until it commits; returns the attempts."""
+    for attempt in range(1, 11):
+        if worker.process(batch):
+            return attempt
+    raise AssertionError("the batch never committed")
+
+
 def test_a_record_whose_model_call_raises_anything_is_dead_lettered_and_the_batch_goes_on(
-    worker: inference.InferenceWorker,
+    make_worker: Callable[..., Worker],
 ) -> None:
+    worker = make_worker()
     kinds = [0.0, *RAISES, 0.0]
     batch = {TP: [Record("r", 0, i, reading(i, k)) for i, k in enumerate(kinds)]}
 
     assert worker.process(batch) is True
 
-    producer = worker.delivery.producer
-    predicted = [json.loads(v)["event_id"] for t, _, v in producer.sent if t == "p"]
-    dead = [
-        (h, v) for (t, _, v), h in zip(producer.sent, producer.headers, strict=True) if t == "dl"
-    ]
-    assert predicted == ["e0", f"e{len(kinds) - 1}"]
-    assert [v for _, v in dead] == [batch[TP][i].value for i in range(1, len(kinds) - 1)]
-    for (headers, _), error in zip(dead, RAISES.values(), strict=True):
-        h = dict(headers)
-        assert h["riverflow-stage"] == b"predict"
-        assert type(error).__name__.encode() in h["riverflow-reason"]
-        assert len(h["riverflow-reason"]) <= 1000
-    assert worker.consumer.committed == {TP: len(kinds)}
-    sample = worker.metrics.registry.get_sample_value
-    assert sample("riverflow_invalid_events_total", {"reason": "model_error"}) == len(RAISES)
-    assert sample("riverflow_dead_letters_total", {"stage": "predict"}) == len(RAISES)
-    assert sample("riverflow_predictions_total", {}) == 2
+    dead = worker.delivered("dl")
+    assert predicted(worker) == ["e0", f"e{len(kinds) - 1}"]
+    assert [v for _, v, _ in dead] == [batch[TP][i].value for i in range(1, len(kinds) - 1)]
+    for (_, _, headers), error in zip(dead, RAISES.values(), strict=True):
+        assert headers["riverflow-stage"] == b"predict"
+        assert type(error).__name__.encode() in headers["riverflow-reason"]
+        assert len(headers["riverflow-reason"]) <= 1000
+    if isinstance(worker.delivery, AtLeastOnce):
+        assert worker.consumer.committed == {TP: len(kinds)}
+    assert worker.metric("riverflow_invalid_events_total", reason="model_error") == len(RAISES)
+    assert worker.metric("riverflow_dead_letters_total", stage="predict") == len(RAISES)
+    assert worker.metric("riverflow_predictions_total") == 2
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [
+        {"client_limit": 100_000},  # send() itself refuses: the record is known at once
+        {"broker_limit": 100_000},  # the broker refuses, and the producer fails what follows
+    ],
+    ids=["client", "broker"],
+)
+def test_a_record_whose_output_kafka_keeps_refusing_is_dead_lettered_after_bounded_attempts(
+    make_worker: Callable[..., Worker], limits: dict[str, int]
+) -> None:
+    worker = make_worker(**limits)
+    kinds = [0.0] * 5 + [HUGE] + [0.0] * 5
+    batch = {TP: [Record("r", 0, i, reading(i, k)) for i, k in enumerate(kinds)]}
+
+    attempts = until_done(worker, batch)
+
+    # MAX_ATTEMPTS refused rounds, then the one that dead-letters; the broker's refusal first
+    # costs a round that only tells which records failed together (the suspects).
+    assert attempts == MAX_ATTEMPTS + (1 if "client_limit" in limits else 2)
+    assert sorted(set(predicted(worker))) == sorted(f"e{i}" for i in range(11) if i != 5)
+    dead = worker.delivered("dl")
+    assert [v for _, v, _ in dead] == [batch[TP][5].value]
+    headers = dead[0][2]
+    assert headers["riverflow-stage"] == b"produce"
+    assert headers["riverflow-source"] == b"r/0/5"
+    assert b"MessageSizeTooLargeError" in headers["riverflow-reason"]
+    assert worker.metric("riverflow_dead_letters_total", stage="produce") == 1
+    assert worker.metric("riverflow_invalid_events_total", reason="undeliverable") == 1
+    assert not worker.refusals  # settled with the batch
+
+    # The next batch runs as usual again: nothing is sent alone, nothing retried.
+    batch = {TP: [Record("r", 0, 11 + i, reading(11 + i, 0.0)) for i in range(3)]}
+    assert until_done(worker, batch) == 1
+
+
+def test_a_record_whose_dead_letter_is_refused_too_gets_a_bare_one(
+    make_worker: Callable[..., Worker],
+) -> None:
+    worker = make_worker(client_limit=1000)
+    big = json.dumps(
+        {"event_id": "big", "sensor_id": "s", "ts": 1, "features": {}, "pad": "x" * 2000}
+    ).encode()
+    batch = {TP: [Record("r", 0, 0, reading(0, 0.0)), Record("r", 0, 1, big)]}
+
+    until_done(worker, batch)
+
+    assert set(predicted(worker)) == {"e0"}
+    dead = worker.delivered("dl")
+    assert len(dead) == 1
+    key, value, headers = dead[0]
+    assert (key, value, headers["riverflow-truncated"]) == (None, b"", b"key,value")
+    assert headers["riverflow-original-bytes"] == str(len(big)).encode()
+    assert headers["riverflow-stage"] == b"produce"
