@@ -57,6 +57,9 @@ def build(record: Any, error: BaseException, bare: bool = False) -> DeadLetter:
         ("riverflow-source", f"{record.topic}/{record.partition}/{record.offset}".encode()),
         ("riverflow-stage", stage.encode()),
     ]
+    if isinstance(error, InvalidEvent):
+        # The bounded reason (the invalid_events_total label): what a script filters on.
+        headers.append(("riverflow-reason-code", error.reason.encode()))
     key, value = record.key, record.value
     truncated = []
     if key is not None and (bare or len(key) > MAX_KEY_BYTES):

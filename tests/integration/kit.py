@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 from kafka import KafkaConsumer, TopicPartition
 
+from riverflow.scrape import Page
 from riverflow.settings import Settings, kafka_kwargs, load_settings
 from riverflow.topics import create_topics
 
@@ -32,6 +36,9 @@ def free_ports(n: int) -> list[int]:
 
 def free_port() -> int:
     return free_ports(1)[0]
+
+
+W = TypeVar("W", bound="WorkerProcess")
 
 
 @dataclass
@@ -88,6 +95,76 @@ class Stack:
         """Every record of ``topic`` (from the start): until ``expect`` are read, or ``idle``
         seconds pass with nothing new, or ``timeout``."""
         return read_topic(self.settings, topic, expect=expect, timeout=timeout, idle=idle)
+
+
+class WorkerProcess:
+    """``riverflow COMMAND ARGS`` in the background, with its own metrics port and log file."""
+
+    def __init__(
+        self,
+        stack: Stack,
+        tmp: Path,
+        command: str,
+        *args: str,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.command = command
+        self.port = free_port()
+        self.log = tmp / f"{command}-{uuid.uuid4().hex[:6]}.log"
+        argv = [command, "--metrics-port", str(self.port), *args]
+        self.proc: subprocess.Popen[str] = stack.start(*argv, extra_env=env, log_path=str(self.log))
+
+    def page(self) -> Page:
+        return Page.fetch([f"http://127.0.0.1:{self.port}/metrics"])
+
+    def wait_for(self, check: Callable[[Page], bool], timeout: float = 60) -> Page:
+        """The first metrics page that passes ``check``; fails if the process exits first."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            page = self.page()
+            if page.samples and check(page):
+                return page
+            if self.proc.poll() is not None:
+                raise AssertionError(
+                    f"{self.command} exited {self.proc.returncode}:\n{self.text()[-4000:]}"
+                )
+            time.sleep(0.2)
+        raise AssertionError(f"{self.command} metrics never got there:\n{self.text()[-4000:]}")
+
+    def text(self) -> str:
+        return self.log.read_text() if self.log.exists() else ""
+
+    def stop(self, timeout: float = 60) -> int:
+        """SIGTERM and wait for a clean exit."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(30)
+
+
+class Workers:
+    """The processes one test starts; whatever still runs when the test ends is killed."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.started: list[WorkerProcess] = []
+
+    def spawn(
+        self, stack: Stack, command: str, *args: str, env: dict[str, str] | None = None
+    ) -> WorkerProcess:
+        return self.add(WorkerProcess(stack, self.tmp, command, *args, env=env))
+
+    def add(self, worker: W) -> W:
+        self.started.append(worker)
+        return worker
+
+    def close(self) -> None:
+        for worker in self.started:
+            if worker.proc.poll() is None:
+                worker.kill()
 
 
 def read_topic(

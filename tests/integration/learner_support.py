@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import signal
-import subprocess
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +12,7 @@ import pytest
 from online_model.snapshot import Snapshot, Trust, loads
 from online_model.unpickler import Allowlist
 from riverflow.schemas import dumps, now_ms
-from riverflow.scrape import Page
-from tests.integration.kit import Stack, free_port
+from tests.integration.kit import Stack, WorkerProcess, Workers
 
 
 def prediction(
@@ -50,7 +46,7 @@ def base_ts() -> int:
     return now_ms() - 3_600_000
 
 
-class LearnerProcess:
+class LearnerProcess(WorkerProcess):
     """``riverflow learn`` in the background, with its own metrics port and log file."""
 
     def __init__(
@@ -61,29 +57,8 @@ class LearnerProcess:
         group_id: str | None = None,
         env: dict[str, str] | None = None,
     ) -> None:
-        self.port = free_port()
-        self.log = tmp / f"learner-{uuid.uuid4().hex[:6]}.log"
-        argv = ["learn", "--metrics-port", str(self.port), *args]
-        if group_id is not None:
-            argv += ["--group-id", group_id]
-        self.proc: subprocess.Popen[str] = stack.start(*argv, extra_env=env, log_path=str(self.log))
-
-    def page(self) -> Page:
-        return Page.fetch([f"http://127.0.0.1:{self.port}/metrics"])
-
-    def wait_for(self, check: Callable[[Page], bool], timeout: float = 60) -> Page:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            page = self.page()
-            if page.samples and check(page):
-                return page
-            if self.proc.poll() is not None:
-                raise AssertionError(f"learner exited {self.proc.returncode}:\n{self.text()}")
-            time.sleep(0.2)
-        raise AssertionError(f"learner metrics never got there:\n{self.text()[-4000:]}")
-
-    def text(self) -> str:
-        return self.log.read_text() if self.log.exists() else ""
+        group = ["--group-id", group_id] if group_id is not None else []
+        super().__init__(stack, tmp, "learn", *args, *group, env=env)
 
     def wait_active(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
@@ -92,33 +67,12 @@ class LearnerProcess:
                 raise AssertionError(f"learner never became active:\n{self.text()[-4000:]}")
             time.sleep(0.1)
 
-    def stop(self, timeout: float = 60) -> int:
-        """SIGTERM and wait for a clean exit."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout)
 
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(30)
-
-
-class Learners:
+class Learners(Workers):
     """Starts learner processes for one test and kills whatever still runs when it ends."""
 
-    def __init__(self, tmp: Path) -> None:
-        self.tmp = tmp
-        self.started: list[LearnerProcess] = []
-
     def start(self, stack: Stack, *args: str, **kw: Any) -> LearnerProcess:
-        learner = LearnerProcess(stack, self.tmp, *args, **kw)
-        self.started.append(learner)
-        return learner
-
-    def close(self) -> None:
-        for learner in self.started:
-            if learner.proc.poll() is None:
-                learner.kill()
+        return self.add(LearnerProcess(stack, self.tmp, *args, **kw))
 
 
 @pytest.fixture

@@ -28,13 +28,14 @@ def size(letter: object) -> int:
     return len(key or b"") + len(value or b"") + sum(len(k) + len(v) for k, v in headers) + FRAMING
 
 
-def test_a_value_that_fits_is_kept_whole_with_the_four_headers() -> None:
+def test_a_value_that_fits_is_kept_whole_with_the_five_headers() -> None:
     record = Record("readings", 2, 41, b'{"event_id": 1}', key=b"s1")
     letter = build(record, InvalidEvent("schema", "event_id: not a string"))
     assert (letter.key, letter.value, letter.stage) == (b"s1", record.value, "validate")
     assert dict(letter.headers) == {
         "riverflow-error": b"InvalidEvent",
         "riverflow-reason": b"event_id: not a string",
+        "riverflow-reason-code": b"schema",
         "riverflow-source": b"readings/2/41",
         "riverflow-stage": b"validate",
     }

@@ -16,9 +16,9 @@ from online_model.presets import resolve
 from riverflow.errors import MAX_MESSAGE_CHARS, InvalidEvent, describe
 from riverflow.metrics import LearnerMetrics
 from riverflow.schemas import REASONS, Decoder, Feedback, Prediction, Reading
+from tests.hostile import HARMLESS_NAMES, Messages, corpus, duplicate_keys
 
 NOW = 1_800_000_000_000
-BIG = 10**400
 # Generous limits, so generated input reaches the checks after the size check.
 ROOMY = Decoder(max_features=64, max_message_bytes=4 * 1024 * 1024, max_ts_skew_s=86_400)
 STRICT = Decoder(max_features=4, max_message_bytes=1024, max_ts_skew_s=60)
@@ -253,147 +253,9 @@ def test_learning_any_decodable_pair_never_raises(preset: str, pairs: list[Any])
 # -- the named corpus -------------------------------------------------------------------------
 
 
-def reading(**over: Any) -> bytes:
-    value: dict[str, Any] = {"event_id": "e1", "sensor_id": "s1", "ts": NOW, "features": {"a": 1.5}}
-    value.update(over)
-    return json.dumps(value).encode()
-
-
-def feedback(**over: Any) -> bytes:
-    value: dict[str, Any] = {"event_id": "e1", "sensor_id": "s1", "ts": NOW, "label": True}
-    value.update(over)
-    return json.dumps(value).encode()
-
-
-def prediction(**over: Any) -> bytes:
-    value: dict[str, Any] = {
-        "event_id": "e1",
-        "sensor_id": "s1",
-        "event_ts": NOW,
-        "predicted_ts": NOW,
-        "model": "m",
-        "model_version": 1,
-        "prediction": True,
-        "scores": {"True": 0.5},
-        "features": {"a": 1.0},
-    }
-    value.update(over)
-    return json.dumps(value).encode()
-
-
-def digits(n: int) -> str:
-    return "1" + "0" * (n - 1)
-
-
-# (message kind, raw, reason, stage), decoded with the default limits; every case names one way in.
-CORPUS: dict[str, tuple[str, bytes | None, str, str]] = {
-    # huge integers in every numeric field
-    "ts 10**400 (issue 8)": ("reading", reading(ts=BIG), "schema", "validate"),
-    "ts 2**63, one past int64": ("reading", reading(ts=2**63), "schema", "validate"),
-    "ts -10**400": ("reading", reading(ts=-BIG), "schema", "validate"),
-    "ts 9e18 in int64, far future": ("reading", reading(ts=9 * 10**18), "ts_skew", "validate"),
-    "ts 1.5e300 float": ("reading", reading(ts=1.5e300), "schema", "validate"),
-    "ts of 5000 digits": (
-        "reading",
-        reading(ts=0).replace(b'"ts": 0', b'"ts": ' + digits(5000).encode()),
-        "not_json",
-        "decode",
-    ),
-    "feature 10**400": ("reading", reading(features={"a": BIG}), "non_finite", "validate"),
-    "feature 1e400": (
-        "reading",
-        reading(features={"a": 0}).replace(b'"a": 0', b'"a": 1e400'),
-        "non_finite",
-        "validate",
-    ),
-    "feedback ts 10**400": ("feedback", feedback(ts=BIG), "schema", "validate"),
-    "label 10**400": ("feedback", feedback(label=BIG), "non_finite", "validate"),
-    "label NaN": ("feedback", feedback(label=float("nan")), "non_finite", "validate"),
-    "prediction event_ts 10**400": ("prediction", prediction(event_ts=BIG), "schema", "validate"),
-    "prediction predicted_ts 10**400": (
-        "prediction",
-        prediction(predicted_ts=BIG),
-        "schema",
-        "validate",
-    ),
-    "model_version 10**400": ("prediction", prediction(model_version=BIG), "schema", "validate"),
-    "model_version 2**63": ("prediction", prediction(model_version=2**63), "schema", "validate"),
-    "served prediction 10**400": (
-        "prediction",
-        prediction(prediction=BIG),
-        "non_finite",
-        "validate",
-    ),
-    "score 10**400": ("prediction", prediction(scores={"True": BIG}), "non_finite", "validate"),
-    "prediction feature 10**400": (
-        "prediction",
-        prediction(features={"a": BIG}),
-        "non_finite",
-        "validate",
-    ),
-    # ISO strings with odd years
-    "ts year 1 east of UTC": (
-        "reading",
-        reading(ts="0001-01-01T00:00:00+14:00"),
-        "schema",
-        "validate",
-    ),
-    "ts year 0": ("reading", reading(ts="0000-01-01T00:00:00"), "schema", "validate"),
-    "ts year 9999": ("reading", reading(ts="9999-12-31T23:59:59-23:59"), "ts_skew", "validate"),
-    "ts year 10000": ("reading", reading(ts="10000-01-01T00:00:00"), "schema", "validate"),
-    # deep nesting
-    "array nested 30k deep": (
-        "reading",
-        b'{"x":' + b"[" * 30_000 + b"]" * 30_000 + b"}",
-        "not_json",
-        "decode",
-    ),
-    "features nested 10k deep": (
-        "reading",
-        b'{"event_id":"e","sensor_id":"s","ts":1,"features":'
-        + b'{"a":' * 10_000
-        + b"1"
-        + b"}" * 10_000
-        + b"}",
-        "not_json",
-        "decode",
-    ),
-    # bytes that are not UTF-8 JSON
-    "non-UTF-8 byte in a string": (
-        "reading",
-        reading(event_id="e").replace(b'"e"', b'"\xff"'),
-        "not_json",
-        "decode",
-    ),
-    "lone surrogate escape": (
-        "reading",
-        reading(sensor_id="s").replace(b'"s"', b'"\\ud800"'),
-        "not_json",
-        "decode",
-    ),
-    "UTF-16 with BOM": ("reading", reading().decode().encode("utf-16"), "not_json", "decode"),
-    "empty value": ("reading", b"", "not_json", "decode"),
-    "tombstone": ("reading", None, "schema", "decode"),
-    "JSON string, not object": ("reading", b'"hello"', "schema", "validate"),
-    # hostile feature names
-    "empty feature name": ("reading", reading(features={"": 1.0}), "schema", "validate"),
-    "feature name of 257 characters": (
-        "reading",
-        reading(features={"x" * 257: 1.0}),
-        "schema",
-        "validate",
-    ),
-    "too many features": (
-        "reading",
-        reading(features={f"f{i}": 1.0 for i in range(257)}),
-        "too_many_features",
-        "validate",
-    ),
-    # size
-    "2 MB reading": ("reading", reading(pad="x" * 2_000_000), "oversize", "validate"),
-    "2 MB feedback": ("feedback", feedback(label="x" * 2_000_000), "oversize", "validate"),
-    "2 MB prediction": ("prediction", prediction(model="x" * 2_000_000), "oversize", "validate"),
-}
+CORPUS = corpus(NOW)
+_MESSAGES = Messages(NOW)
+reading, feedback = _MESSAGES.reading, _MESSAGES.feedback
 DEFAULT = Decoder(max_features=256, max_message_bytes=65_536, max_ts_skew_s=86_400)
 
 
@@ -432,16 +294,14 @@ def test_megabyte_fields_under_a_raised_size_limit_are_refused_with_a_short_reas
 
 
 def test_hostile_but_harmless_feature_names_are_kept_as_they_are() -> None:
-    names = {"a\x00b": 1.0, "line\nbreak": 2.0, "__proto__": 3.0, "名前": 4.0, "x" * 256: 5.0}
-    assert ROOMY.reading(reading(features=names), NOW).features == names
+    assert ROOMY.reading(reading(features=HARMLESS_NAMES), NOW).features == HARMLESS_NAMES
 
 
 def test_duplicate_keys_keep_the_last_value_as_json_loads_does() -> None:
-    raw = (
-        b'{"event_id":"e1","sensor_id":"s1","ts":%d,"features":{"a":"bad"},'
-        b'"features":{"a":1,"a":2}}' % NOW
-    )
-    assert ROOMY.reading(raw, NOW).features == json.loads(raw)["features"] == {"a": 2.0}
+    raw = duplicate_keys(NOW, "e1")
+    decoded = ROOMY.reading(raw, NOW)
+    assert decoded.features == json.loads(raw)["features"] == {"a": 2.0}
+    assert decoded.event_id == "e1"
 
 
 def test_an_integer_beyond_int64_that_a_float_holds_becomes_that_float() -> None:

@@ -1,4 +1,5 @@
-"""The real broker for integration tests: started once per session unless one is configured.
+"""The real broker for integration and chaos tests: started once per session unless one is
+configured.
 
 Set RIVERFLOW_BOOTSTRAP_SERVERS to use a running broker; otherwise a local Apache Kafka starts
 on RIVERFLOW_TEST_KAFKA_PORT (default 19092) with fresh storage. A broker that cannot start is a
@@ -16,8 +17,8 @@ import pytest
 
 from riverflow.errors import BrokerError
 from riverflow.local_kafka import LocalKafka
-from tests.integration.kit import Stack, make_stack
-from tests.integration.learner_support import learners  # noqa: F401 - a fixture for test_learner*
+from tests.integration.kit import Stack, Workers, make_stack
+from tests.integration.learner_support import learners  # noqa: F401 - a fixture for learner tests
 
 
 @pytest.fixture(scope="session")
@@ -46,3 +47,13 @@ def stack(kafka_bootstrap: str) -> Callable[..., Stack]:
         return make_stack(kafka_bootstrap, partitions, **overrides)
 
     return make
+
+
+@pytest.fixture
+def workers(tmp_path: Path) -> Iterator[Workers]:
+    """Starts riverflow processes for one test and kills whatever still runs when it ends."""
+    started = Workers(tmp_path)
+    try:
+        yield started
+    finally:
+        started.close()
