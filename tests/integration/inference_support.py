@@ -49,6 +49,14 @@ def produce(settings: Settings, values: Iterable[dict[str, Any] | bytes]) -> int
     return n
 
 
+def send_model(settings: Settings, model: str, value: bytes | None) -> None:
+    """Write ``value`` (any bytes, or a tombstone) under ``model`` on the models topic."""
+    p = producer(settings)
+    p.send(settings.models_topic, key=model.encode(), value=value)
+    p.flush()
+    p.close()
+
+
 def read_all(
     settings: Settings, topic: str, *, committed_only: bool = True, idle: float = 3.0
 ) -> list[Any]:

@@ -9,7 +9,6 @@ from typing import Any
 from river import linear_model, preprocessing
 
 from online_model.snapshot import SnapshotHeader, dumps
-from riverflow.clients import producer
 from riverflow.settings import Settings
 from tests.integration.inference_support import (
     group,
@@ -18,6 +17,7 @@ from tests.integration.inference_support import (
     read_all,
     reading,
     scrape,
+    send_model,
     stop,
     value,
     wait_until,
@@ -53,10 +53,7 @@ def publish(
         estimator if estimator is not None else trained_logreg(),
         key=key,
     )
-    p = producer(settings)
-    p.send(settings.models_topic, key=model.encode(), value=blob)
-    p.flush()
-    p.close()
+    send_model(settings, model, blob)
 
 
 def versions(settings: Settings, ids: set[str]) -> set[int]:
