@@ -14,11 +14,14 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from riverflow import __version__
 from riverflow.errors import ConfigError, RiverflowError
 from riverflow.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from riverflow.local_kafka import LocalKafka
 
 log = logging.getLogger("riverflow")
 
@@ -50,20 +53,60 @@ def add_kafka_arguments(parser: argparse.ArgumentParser) -> None:
 def _kafka(args: argparse.Namespace) -> int:
     from riverflow.local_kafka import LocalKafka
 
-    broker = LocalKafka(args.port, Path(args.data_dir) if args.data_dir else None)
+    given = LocalKafka(args.port, Path(args.data_dir)) if args.data_dir else None
+    # Without --data-dir, stop and status act on the broker riverflow last started on the port.
+    recorded = LocalKafka.on_port(args.port)
     if args.action == "start":
-        bootstrap = broker.start()
-        print(f"Kafka is up at {bootstrap} (data in {broker.home}, log {broker.log_file})")
-        print(f"export RIVERFLOW_BOOTSTRAP_SERVERS={bootstrap}")
-    elif args.action == "stop":
-        print("Kafka stopped" if broker.stop() else f"no riverflow Kafka runs on port {args.port}")
+        return _kafka_start(given or LocalKafka(args.port), recorded, args.fresh)
+    broker = given or recorded
+    pid = broker.pid()
+    if args.action == "stop":
+        if broker.stop():
+            print(f"Kafka on port {args.port} stopped (pid {pid}); its data stays in {broker.home}")
+        elif broker.answers():
+            print(_not_ours(broker), file=sys.stderr)
+            return 1
+        else:
+            print(f"no Kafka runs on port {args.port}")
+        return 0
+    answers = broker.answers()
+    if pid is not None:
+        state = "running" if answers else "starting or stuck"
+        print(f"Kafka on {broker.bootstrap}: {state} (pid {pid}, data in {broker.home})")
+    elif answers:
+        print(f"Kafka on {broker.bootstrap}: running. " + _not_ours(broker))
     else:
-        pid = broker.pid()
-        answers = broker.answers()
-        state = "running" if answers else ("starting or stuck" if pid else "stopped")
-        print(f"Kafka on 127.0.0.1:{args.port}: {state}" + (f" (pid {pid})" if pid else ""))
-        return 0 if answers else 1
+        print(f"Kafka on {broker.bootstrap}: stopped")
+    return 0 if answers else 1
+
+
+def _kafka_start(broker: LocalKafka, recorded: LocalKafka, fresh: bool) -> int:
+    running = next((b for b in (broker, recorded) if b.pid() is not None), None)
+    if running is not None or broker.answers():
+        where = f" (pid {running.pid()}, data in {running.home})" if running else ""
+        if fresh:
+            raise ConfigError(
+                f"Kafka already runs on port {broker.port}{where}: stop it first "
+                f"(`riverflow kafka stop --port {broker.port}`), then start it --fresh"
+            )
+        print(f"Kafka already runs at {broker.bootstrap}{where}; left as it is")
+    else:
+        if fresh:
+            removed = broker.wipe()
+            gone = ", ".join(p.name for p in removed) or "nothing to delete"
+            print(f"fresh start in {broker.home}: {gone}")
+        broker.start()
+        print(f"Kafka is up at {broker.bootstrap} (data in {broker.home}, log {broker.log_file})")
+    print(f"export RIVERFLOW_BOOTSTRAP_SERVERS={broker.bootstrap}")
     return 0
+
+
+def _not_ours(broker: LocalKafka) -> str:
+    return (
+        f"riverflow has no record of starting it (no running broker's pid in {broker.home}). "
+        "If you started it with `riverflow kafka start --data-dir DIR`, pass "
+        f"`--port {broker.port} --data-dir DIR`; otherwise stop it the way it was started."
+    )
 
 
 def _topics(args: argparse.Namespace) -> int:
@@ -125,7 +168,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="client port (default 9092; the controller uses PORT+1)",
     )
     kafka.add_argument(
-        "--data-dir", help="broker storage and logs (default ~/.local/state/riverflow/kafka-PORT)"
+        "--data-dir",
+        help="broker storage, log and pid (default ~/.local/state/riverflow/kafka-PORT; stop and "
+        "status find the broker started on the port without it)",
+    )
+    kafka.add_argument(
+        "--fresh",
+        action="store_true",
+        help="start: delete the data dir's Kafka storage and log first (every topic, offset and "
+        "model on it)",
     )
     kafka.set_defaults(func=_kafka)
 

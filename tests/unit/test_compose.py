@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from riverflow.cli import build_parser, settings_from
+from riverflow.kafka_jars import kafka_version
 from riverflow.metrics import InferenceMetrics, LearnerMetrics
 from riverflow.settings import Settings, load_settings
 from tests.dashboards import load_dashboards, panel_queries, panels
@@ -237,10 +238,7 @@ def test_third_party_images_are_pinned_and_kafka_matches_the_local_broker(
 ) -> None:
     images = {n: s["image"] for n, s in services(compose).items() if "build" not in s}
     assert all(":" in i and not i.endswith(":latest") for i in images.values()), images
-    pom = (ROOT / "riverflow" / "broker" / "pom.xml").read_text()
-    local_version = re.search(r"<kafka.version>(.+?)</kafka.version>", pom)
-    assert local_version is not None
-    assert images["kafka"] == f"apache/kafka:{local_version.group(1)}"
+    assert images["kafka"] == f"apache/kafka:{kafka_version()}"
 
 
 # --------------------------------------------------------------------------- riverflow services

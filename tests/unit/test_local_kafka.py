@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 import base64
+import os
 from pathlib import Path
 
 import pytest
 
-from riverflow.errors import BrokerError
-from riverflow.local_kafka import LocalKafka, _kafka_uuid, default_data_dir, kafka_version
+from riverflow.kafka_jars import kafka_version
+from riverflow.local_kafka import LocalKafka, _kafka_uuid, default_data_dir
 
 
 def test_pinned_kafka_is_4x() -> None:
@@ -36,7 +37,31 @@ def test_stop_without_a_broker_is_harmless(tmp_path: Path) -> None:
     assert LocalKafka(port=29092, data_dir=tmp_path).stop() is False
 
 
-def test_missing_java_says_what_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PATH", str(tmp_path))
-    with pytest.raises(BrokerError, match="install"):
-        LocalKafka(port=29092, data_dir=tmp_path)._java()
+def test_a_pid_file_naming_another_process_is_not_a_broker(tmp_path: Path) -> None:
+    broker = LocalKafka(port=29092, data_dir=tmp_path)
+    broker.pid_file.write_text(str(os.getpid()))  # alive, but pytest, not kafka.Kafka
+    assert broker.pid() is None
+    assert broker.stop() is False and not broker.pid_file.exists()
+
+
+def test_wipe_deletes_the_broker_state_and_nothing_else(tmp_path: Path) -> None:
+    broker = LocalKafka(port=29092, data_dir=tmp_path)
+    broker._write_config()
+    (tmp_path / "log" / "sensor-readings-0").mkdir(parents=True)
+    broker.log_file.write_text("started")
+    (tmp_path / "notes.txt").write_text("mine")
+    assert {p.name for p in broker.wipe()} == {"log", "broker.log", "server.properties"}
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+    assert broker.wipe() == []
+
+
+def test_on_port_finds_the_recorded_data_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    assert LocalKafka.on_port(29092).home == default_data_dir(29092)
+    registry = tmp_path / "state" / "riverflow" / "brokers" / "kafka-29092"
+    registry.parent.mkdir(parents=True)
+    registry.write_text(str(tmp_path / "elsewhere"))
+    assert LocalKafka.on_port(29092).home == tmp_path / "elsewhere"
+    assert LocalKafka.on_port(29094).home == default_data_dir(29094)
