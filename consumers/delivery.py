@@ -30,13 +30,14 @@ from kafka.errors import (
     CorruptRecordError,
     InvalidRecordError,
     KafkaError,
+    KafkaTimeoutError,
     MessageSizeTooLargeError,
     RecordListTooLargeError,
 )
 
 from riverflow import dead_letters
-from riverflow.clients import producer
-from riverflow.errors import RiverflowError, describe
+from riverflow.clients import close_producer, producer
+from riverflow.errors import BrokerError, RiverflowError, describe
 from riverflow.schemas import now_ms
 from riverflow.settings import Settings
 
@@ -48,6 +49,9 @@ Offsets = dict[TopicPartition, OffsetAndMetadata]
 # the open transaction holds back every read_committed reader of the predictions until the
 # broker aborts it at this timeout; Kafka's 60 s default would stall the learner that long.
 TRANSACTION_TIMEOUT_MS = 15_000
+# A flush waits in slices this long, so that a stop is noticed while the broker is away (the
+# outputs wait in the producer meanwhile, and the flush goes on when the broker is back).
+FLUSH_SLICE_S = 1.0
 
 
 # Kafka's refusals of one record for its own content: the same bytes fail the same way again,
@@ -99,14 +103,44 @@ class _Outputs:
 
     The replacement is needed: after one refusal, kafka-python 3.0's idempotent producer fails
     every later record with the same error, and a transactional one, once its transaction is
-    aborted, sends with stale sequence numbers (OutOfOrderSequenceNumber).
+    aborted, sends with stale sequence numbers (OutOfOrderSequenceNumber). A dropped producer is
+    replaced when the next batch begins; while the broker does not answer, that batch fails
+    there and is re-read.
+
+    While the broker is away a flush waits for it, until ``stop_requested`` says to give the
+    batch up (it is re-read by whoever owns the partition next).
     """
 
-    def __init__(self, make_producer: Callable[[], KafkaProducer], consumer: KafkaConsumer) -> None:
+    def __init__(
+        self,
+        make_producer: Callable[[], KafkaProducer],
+        consumer: KafkaConsumer,
+        stop_requested: Callable[[], bool] = lambda: False,
+    ) -> None:
         self._make_producer = make_producer
         self.producer = make_producer()
         self._consumer = consumer
+        self._stop_requested = stop_requested
         self._sent: list[tuple[Any, Any]] = []  # (future, source record) of this batch
+        self._dropped = False  # the producer was closed; the next batch starts a new one
+
+    def _start_batch(self) -> None:
+        self._sent.clear()
+        if self._dropped:
+            try:
+                self.producer = self._make_producer()
+            except (KafkaError, BrokerError) as exc:
+                raise BatchFailed(f"no producer yet: {exc}") from None
+            self._dropped = False
+
+    def _drop_producer(self) -> None:
+        if not self._dropped:
+            close_producer(self.producer, 0)
+            self._dropped = True
+
+    def close(self, timeout_s: float) -> None:
+        if not self._dropped:
+            close_producer(self.producer, timeout_s)
 
     def send(self, topic: str, key: bytes, value: bytes, source: Any, alone: bool = False) -> None:
         self._send(topic, key, value, None, source, alone)
@@ -140,10 +174,15 @@ class _Outputs:
                 raise RecordRefused(source, future.exception)
 
     def _flush(self) -> None:
-        try:
-            self.producer.flush()
-        except KafkaError as exc:
-            raise BatchFailed(f"flushing the batch's outputs failed: {exc}") from exc
+        while True:
+            try:
+                self.producer.flush(timeout=FLUSH_SLICE_S)
+                return
+            except KafkaTimeoutError:
+                if self._stop_requested():
+                    raise BatchFailed("stopping while the batch's outputs wait for Kafka") from None
+            except KafkaError as exc:
+                raise BatchFailed(f"flushing the batch's outputs failed: {exc}") from exc
 
     def _check_sent(self) -> None:
         """After a flush: every output of the batch must be in Kafka."""
@@ -166,8 +205,7 @@ class _Outputs:
                 len(refused),
                 describe(refused[0][0]),
             )
-            self.producer.close(timeout=0)
-            self.producer = self._make_producer()
+            self._drop_producer()
         return [source for _, source in refused]
 
 
@@ -181,12 +219,17 @@ class AtLeastOnce(_Outputs):
 
     name = "at-least-once"
 
-    def __init__(self, make_producer: Callable[[], KafkaProducer], consumer: KafkaConsumer) -> None:
-        super().__init__(make_producer, consumer)
+    def __init__(
+        self,
+        make_producer: Callable[[], KafkaProducer],
+        consumer: KafkaConsumer,
+        stop_requested: Callable[[], bool] = lambda: False,
+    ) -> None:
+        super().__init__(make_producer, consumer, stop_requested)
         self._pending: Offsets = {}
 
     def begin(self) -> None:
-        self._sent.clear()
+        self._start_batch()
 
     def commit(self, offsets: Offsets) -> int:
         self._flush()
@@ -216,7 +259,7 @@ class AtLeastOnce(_Outputs):
                 self._pending.clear()
             except KafkaError as exc:
                 log.warning("final offset commit failed (outputs will be repeated): %s", exc)
-        self.producer.close(timeout=timeout_s)
+        super().close(timeout_s)
 
 
 class Transactional(_Outputs):
@@ -224,8 +267,12 @@ class Transactional(_Outputs):
     commit together or not at all (``send_offsets_to_transaction`` with the consumer's group
     metadata, so a consumer that lost its partitions in a rebalance is fenced, KIP-447).
 
-    The transactional id is unique per process (and per producer, when one is replaced): fencing
-    of zombies comes from the group generation in the offsets commit, not from a stable id.
+    The transactional id is unique per process: fencing of zombies comes from the group
+    generation in the offsets commit, not from a stable id. A failed batch's transaction goes
+    with its producer; the replacement takes the same id, so its ``init_transactions()`` aborts
+    what was left open at once (read_committed readers are not held back until the transaction
+    times out). This works whatever state the old producer is in (fenced, in error, cut off
+    from the broker), where ``abort_transaction()`` could fail, or wait for the whole outage.
     """
 
     name = "exactly-once"
@@ -235,7 +282,7 @@ class Transactional(_Outputs):
         self._open = False
 
     def begin(self) -> None:
-        self._sent.clear()
+        self._start_batch()
         self.producer.begin_transaction()
         self._open = True
 
@@ -254,31 +301,37 @@ class Transactional(_Outputs):
         return now_ms()  # committed: visible to read_committed readers from now on
 
     def abort(self) -> list[Any]:
+        suspects = self._forget_sent()
         if self._open:
-            # A failure here (producer fenced, broker gone) is fatal for this producer: let it
-            # end the worker, whose restart re-reads from the last committed transaction.
-            self.producer.abort_transaction()
             self._open = False
-        return self._forget_sent()
+            self._drop_producer()  # see the class docstring
+        return suspects
 
     def take_pending(self, partitions: Iterable[TopicPartition]) -> Offsets:
         return {}  # offsets only ever commit inside a batch's transaction
 
-    def close(self, timeout_s: float) -> None:
-        self.producer.close(timeout=timeout_s)
 
-
-def delivery_for(settings: Settings, consumer: KafkaConsumer, group_id: str) -> Delivery:
+def delivery_for(
+    settings: Settings,
+    consumer: KafkaConsumer,
+    group_id: str,
+    stop_requested: Callable[[], bool] = lambda: False,
+) -> Delivery:
     if settings.exactly_once:
+        transactional_id = f"{group_id}-{uuid.uuid4().hex}"
 
         def transactional() -> KafkaProducer:
             prod = producer(
                 settings,
-                transactional_id=f"{group_id}-{uuid.uuid4().hex}",
+                transactional_id=transactional_id,
                 transaction_timeout_ms=TRANSACTION_TIMEOUT_MS,
             )
-            prod.init_transactions()
+            try:
+                prod.init_transactions()
+            except BaseException:
+                close_producer(prod, 0)
+                raise
             return prod
 
         return Transactional(transactional, consumer)
-    return AtLeastOnce(lambda: producer(settings), consumer)
+    return AtLeastOnce(lambda: producer(settings), consumer, stop_requested)

@@ -29,6 +29,7 @@ from online_model.drift import FeatureDriftMonitor
 from online_model.presets import resolve
 from riverflow.cli import add_worker_arguments, settings_from
 from riverflow.clients import consumer, lag_samples
+from riverflow.connectivity import BrokerLink
 from riverflow.errors import InvalidEvent, describe
 from riverflow.lifecycle import Stopper
 from riverflow.metrics import HistogramBatch, InferenceMetrics, serve
@@ -87,8 +88,13 @@ class InferenceWorker:
         )
         self.feed = SnapshotFeed(settings, self.name)
         self.consumer = consumer(settings, group_id=self.group_id)
-        self.delivery: Delivery = delivery_for(settings, self.consumer, self.group_id)
+        self.delivery: Delivery = delivery_for(
+            settings, self.consumer, self.group_id, stop_requested=lambda: self.stopper.wait(0)
+        )
         self.refusals = Refusals()
+        self.link = BrokerLink(settings.bootstrap_servers, self.metrics.kafka_connected)
+        self.link.watch(self.consumer)
+        self._failed_in_row = 0  # batches that failed since the last one that went through
         self._drift_phase = 0  # index in the next batch of the next reading to sample
         self._drift_tracked: set[str] = set()
         self._lag: list[tuple[list[str], float]] = []
@@ -109,6 +115,7 @@ class InferenceWorker:
         self.metrics.model_version.set(self.follower.current.version)
         s = self.settings
         self.consumer.subscribe([s.readings_topic], listener=_CommitOnRevoke(self))
+        self.link.start()
         log.info(
             "infer: model %s (%s) v%d, group %s, %s -> %s, models %s, dead letters %s, %s",
             self.name,
@@ -132,12 +139,17 @@ class InferenceWorker:
             self.close()
 
     def step(self, timeout_ms: int = POLL_TIMEOUT_MS) -> int:
-        """Follow the models topic, then poll and process one batch; returns records read."""
+        """Follow the models topic, then poll and process one batch; returns records read.
+
+        While the broker is away, polls return nothing and a batch in hand waits in
+        :meth:`process` for its outputs to reach Kafka: the loop resumes when the broker does.
+        """
         for value in self.feed.poll():
             self._offer(value)
         batch = self.consumer.poll(timeout_ms=timeout_ms)
         count = sum(len(records) for records in batch.values())
-        self.stopper.saw_input(count)
+        # --idle-exit is for input that ran out, not for a broker that is away.
+        self.stopper.saw_input(count or self.link.connected is False)
         if count and not self.process(batch):
             self.stopper.wait(RETRY_BACKOFF_S)
         if time.monotonic() - self._lag_at >= LAG_REFRESH_S:
@@ -151,6 +163,7 @@ class InferenceWorker:
         def left() -> float:
             return max(0.1, deadline - time.monotonic())
 
+        self.link.close()
         self.delivery.close(left())
         self.consumer.close(autocommit=False, timeout_ms=int(left() * 1000))
         self.feed.close(left())
@@ -219,6 +232,9 @@ class InferenceWorker:
             return False
         if careful:
             refusals.settle(offsets)
+        if self._failed_in_row:
+            log.warning("batches go through again, after %d failed", self._failed_in_row)
+            self._failed_in_row = 0
         self._record(valid, refused, produced_ms, time.perf_counter() - started)
         return True
 
@@ -243,7 +259,10 @@ class InferenceWorker:
         for tp, records in batch.items():
             if tp in owned:  # a rebalance may have given the partition away meanwhile
                 self.consumer.seek(tp, records[0].offset)
-        log.warning("batch of %d partitions failed, re-reading it: %s", len(batch), exc)
+        self._failed_in_row += 1
+        # One line for a run of failed batches (a broker away fails each retry), not per batch.
+        log_at = logging.WARNING if self._failed_in_row == 1 else logging.DEBUG
+        log.log(log_at, "batch of %d partitions failed, re-reading it: %s", len(batch), exc)
 
     def _record(
         self, valid: list[Reading], refused: list[InvalidEvent], produced_ms: int, took: float

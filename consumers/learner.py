@@ -25,15 +25,17 @@ from typing import Any
 
 from kafka import ConsumerRebalanceListener, TopicPartition
 from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
+from kafka.errors import KafkaError
 
 from consumers.model_follower import trust_from
-from consumers.model_publisher import Fenced, PublishFailed
+from consumers.model_publisher import Fenced
 from consumers.session import Session
 from online_model.drift import DETECTORS, make_detector
 from online_model.presets import ModelSpec, resolve
 from riverflow.cli import add_worker_arguments, settings_from
-from riverflow.clients import consumer, producer, topic_partitions
-from riverflow.errors import ConfigError
+from riverflow.clients import close_producer, consumer, producer, topic_partitions
+from riverflow.connectivity import BrokerLink
+from riverflow.errors import BrokerError, ConfigError
 from riverflow.lifecycle import Stopper
 from riverflow.metrics import LearnerMetrics, serve
 from riverflow.settings import Settings
@@ -55,6 +57,9 @@ STANDBY_POLL_MS = 500
 # costs its whole timeout when there is nothing to fetch. 20 ms a second is 2% of the loop.
 GROUP_POLL_EVERY_S = 1.0
 GROUP_POLL_MS = 20
+# Becoming active needs the broker (fence, load, seek). While it does not answer, the learner
+# waits for its clients to reconnect and then tries again this often.
+ACTIVATE_RETRY_S = 2.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -140,6 +145,9 @@ class Learner(ConsumerRebalanceListener):
         # Set when another learner fenced this one: do not take the model back before the group
         # has rebalanced (this process may still believe it holds the models partition).
         self._await_rebalance = False
+        self._activate_at = 0.0  # no activation attempt before (monotonic)
+        self._activate_failures = 0
+        self.link = BrokerLink(settings.bootstrap_servers, metrics.kafka_connected)
         metrics.add_lag(lambda: self.session.lag if self.session else [])
 
     def run(self) -> None:
@@ -159,14 +167,21 @@ class Learner(ConsumerRebalanceListener):
             self.group.close(autocommit=False)
             raise
         self.dead_letters = producer(s)
+        # The dead-letters topic's metadata now, while the broker answers: a first dead letter
+        # sent during an outage would otherwise block on it and fail.
+        self.dead_letters.partitions_for(s.dead_letters_topic)
         self.group.subscribe([s.models_topic], listener=self)
+        self.link.watch(self.group)
+        self.link.start()
         log.info("learner for %s joined group %s; waiting to be active", s.model_name, group_id)
         group_polled = 0.0
         try:
             while not self.stopper.stopping:
+                # --idle-exit is for input that ran out, not for a broker that is away.
+                self.stopper.saw_input(self.link.connected is False)
                 if self.session is None:
                     self.group.poll(timeout_ms=STANDBY_POLL_MS)
-                    if not self._await_rebalance and self._models in self.group.assignment():
+                    if self._may_activate():
                         self._activate()
                     continue
                 if time.monotonic() - group_polled >= GROUP_POLL_EVERY_S:
@@ -175,17 +190,39 @@ class Learner(ConsumerRebalanceListener):
                 if self.session is not None:
                     self._step()
         finally:
-            self._step_down(publish=True, timeout_s=s.shutdown_timeout_s)
+            # No final snapshot into a broker that is away: it would only time out. The next
+            # active learner resumes from the last snapshot published.
+            final = self.link.connected is not False
+            self._step_down(publish=final, timeout_s=s.shutdown_timeout_s)
+            self.link.close()
             self.group.close(autocommit=False, timeout_ms=int(s.shutdown_timeout_s * 1000))
-            self.dead_letters.close(timeout=s.shutdown_timeout_s)
+            close_producer(self.dead_letters, s.shutdown_timeout_s)
+
+    def _may_activate(self) -> bool:
+        return (
+            not self._await_rebalance
+            and self._models in self.group.assignment()
+            and self.link.connected is not False
+            and time.monotonic() >= self._activate_at
+        )
 
     def _activate(self) -> None:
         # The models partition only marks who is active; its records are read by the session.
         self.group.pause(self._models)
+        session = Session(self.settings, self.spec, self.metrics, self.dead_letters, self.trust)
+        try:
+            session.start()
+        except (KafkaError, BrokerError) as exc:
+            self._activate_failures += 1
+            self._activate_at = time.monotonic() + ACTIVATE_RETRY_S
+            # One line for a run of failed attempts (the broker away), not one per attempt.
+            log_at = logging.WARNING if self._activate_failures == 1 else logging.DEBUG
+            log.log(log_at, "cannot become active yet (%s): retrying", exc)
+            return
+        self.session = session
+        self._activate_failures = 0
+        self.link.watch(session.inputs)
         log.info("active learner for %s", self.settings.model_name)
-        self.session = Session(
-            self.settings, self.spec, self.metrics, self.dead_letters, self.trust
-        )
 
     def _step(self) -> None:
         session = self.session
@@ -199,22 +236,19 @@ class Learner(ConsumerRebalanceListener):
             log.warning("%s: standing by", exc)
             self._await_rebalance = True
             self._step_down(publish=False)
-        except PublishFailed as exc:
-            log.warning("%s; retrying in %.0fs", exc, self.settings.snapshot_interval_s)
 
     def _step_down(self, publish: bool, timeout_s: float = 0.0) -> None:
         session, self.session = self.session, None
         if session is None:
             return
+        self.link.forget(session.inputs)
         try:
-            try:
-                session.settle(block=True)
-            except PublishFailed as exc:
-                log.warning("%s: the final snapshot includes its changes", exc)
+            session.settle(block=True)
             if publish and session.changed:
                 session.publish(timeout_s)
-                session.settle(block=True)
-        except (Fenced, PublishFailed) as exc:
+                if session.settle(block=True) is False:
+                    log.warning("final snapshot not published: its changes are learned again")
+        except Fenced as exc:
             log.warning("final snapshot not published: %s", exc)
         finally:
             session.close()

@@ -15,8 +15,8 @@ import logging
 from kafka import KafkaProducer
 from kafka.errors import KafkaError, ProducerFencedError
 
-from riverflow.clients import producer
-from riverflow.errors import RiverflowError
+from riverflow.clients import close_producer, end_transaction, producer
+from riverflow.errors import BrokerError, RiverflowError
 from riverflow.settings import Settings
 from riverflow.topics import MODELS_MAX_MESSAGE_BYTES
 
@@ -36,42 +36,59 @@ def transactional_id(settings: Settings) -> str:
 
 
 class SnapshotPublisher:
+    """The transactional producer of one model's snapshots. No I/O before :meth:`fence`.
+
+    A publish that fails for any reason but fencing (the broker unreachable, no answer in time)
+    leaves its transaction in doubt: the producer is dropped, and the next :meth:`publish`
+    fences again with a new producer under the same transactional id, whose
+    ``init_transactions()`` settles what the old one left open. Every step waits at most the
+    caller's timeout, so a broker outage costs failed attempts (retried by the session), never a
+    thread stuck until the broker returns.
+    """
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.topic = settings.models_topic
         self.key = settings.model_name.encode()
-        self._producer = self._connect()
+        self._producer: KafkaProducer | None = None
 
-    def _connect(self) -> KafkaProducer:
-        return producer(
+    def fence(self, timeout_s: float) -> KafkaProducer:
+        """Take over the model's transactional id: earlier learners can no longer publish.
+        Raises ``BrokerError`` or ``KafkaError`` when the broker does not answer in time."""
+        self.close(0)
+        wait_ms = int(timeout_s * 1000)
+        prod = producer(
             self.settings,
             transactional_id=transactional_id(self.settings),
             max_request_size=MODELS_MAX_MESSAGE_BYTES,
             linger_ms=0,  # one record per transaction: nothing to batch
+            max_block_ms=wait_ms,
+            bootstrap_timeout_ms=wait_ms,
         )
-
-    def fence(self) -> None:
-        """Take over the model's transactional id; earlier learners can no longer publish."""
-        self._producer.init_transactions()
+        try:
+            prod.init_transactions()
+        except BaseException:
+            close_producer(prod, 0)
+            raise
+        self._producer = prod
+        return prod
 
     def publish(self, blob: bytes, timeout_s: float) -> None:
         """Publish one snapshot atomically; raise :class:`Fenced` or :class:`PublishFailed`."""
-        p = self._producer
         try:
+            p = self._producer or self.fence(timeout_s)
             p.begin_transaction()
             p.send(self.topic, key=self.key, value=blob).get(timeout=timeout_s)
-            p.commit_transaction()
+            end_transaction(p, commit=True, timeout_s=timeout_s)
         except ProducerFencedError:
             raise Fenced(
                 f"another learner of model {self.settings.model_name!r} took over"
             ) from None
-        except KafkaError as exc:
-            # The transaction may be half done; a fresh producer under the same id aborts it.
-            log.warning("publishing a snapshot failed (%s): reconnecting", exc)
-            self.close(timeout_s)
-            self._producer = self._connect()
-            self.fence()
+        except (KafkaError, BrokerError) as exc:
+            self.close(0)
             raise PublishFailed(f"snapshot not published: {exc}") from None
 
     def close(self, timeout_s: float) -> None:
-        self._producer.close(timeout=timeout_s)
+        prod, self._producer = self._producer, None
+        if prod is not None:
+            close_producer(prod, timeout_s)

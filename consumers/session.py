@@ -53,7 +53,12 @@ class InFlight:
 
 
 class Session:
-    """One stretch of being the active learner: from loading a snapshot to stepping down."""
+    """One stretch of being the active learner: from loading a snapshot to stepping down.
+
+    Built without I/O; :meth:`start` fences, loads and seeks. While the broker is away, polls
+    return nothing and snapshot attempts fail (counted, logged once, retried every
+    ``snapshot_interval_s``); the session itself carries on and resumes when the broker does.
+    """
 
     def __init__(
         self,
@@ -74,9 +79,20 @@ class Session:
         # from that thread only (fence() and close() run when nothing is in flight).
         self._sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="snapshot")
         self._in_flight: InFlight | None = None
+        self._failed_in_row = 0  # publish attempts that failed since the last success
         self.inputs: KafkaConsumer | None = None
+        self.lag: list[tuple[list[str], float]] = []
+
+    def start(self) -> None:
+        """Fence earlier learners, load the latest snapshot, resume the inputs from it.
+
+        Raises ``KafkaError`` or ``BrokerError`` when the broker does not answer in time (the
+        learner tries again with a new session), ``SnapshotError`` when the latest snapshot is
+        refused, ``ConfigError`` when a topic is missing; the session is closed by then.
+        """
+        settings = self.settings
         try:
-            self.publisher.fence()
+            self.publisher.fence(settings.shutdown_timeout_s)
             header, model, evaluation = self._load()
             self.version = header.version if header else 0
             checkpoint = Checkpoint.from_header(header) if header else Checkpoint()
@@ -88,9 +104,9 @@ class Session:
                 on_drift=settings.on_drift,
             )
             self.learning = Learning(
-                spec,
+                self.spec,
                 config,
-                metrics,
+                self.metrics,
                 self._dead_letter,
                 model=model,
                 learned=header.learned_count if header else 0,
@@ -104,14 +120,13 @@ class Session:
         except BaseException:
             self.close()
             raise
-        metrics.model_version.set(self.version)
-        self.lag: list[tuple[list[str], float]] = []
+        self.metrics.model_version.set(self.version)
 
     def _load(self) -> tuple[SnapshotHeader | None, Any, dict[str, Any] | None]:
         feed = SnapshotFeed(self.settings, self.settings.model_name)
         name = self.settings.model_name
         try:
-            data = feed.latest(self._refuse)
+            data = feed.latest(self._refuse, complete=True)
         finally:
             feed.close(self.settings.shutdown_timeout_s)
         # Starting over would learn every feedback a second time into a lineage the inference
@@ -291,6 +306,8 @@ class Session:
         return self.learning.replaced or self.learning.learned != self.published_learned
 
     def snapshot_due(self) -> bool:
+        if self._in_flight is not None:
+            return False
         if self.learning.replaced:
             return True
         if not self.changed:
@@ -305,7 +322,7 @@ class Session:
         """Capture model + checkpoint as the next version and hand it to the snapshot thread.
 
         The capture is consistent (between batches); Kafka's round trips then overlap with the
-        next batches. Raises Fenced or PublishFailed of the *previous* snapshot, if it failed.
+        next batches. Raises Fenced if the *previous* snapshot was fenced.
         """
         self.settle(block=True)
         started = time.perf_counter()
@@ -354,19 +371,28 @@ class Session:
         self.publisher.publish(blob, timeout_s)
         return time.perf_counter()
 
-    def settle(self, block: bool) -> None:
-        """Account for the snapshot in flight once it is done (wait for it if ``block``)."""
+    def settle(self, block: bool) -> bool | None:
+        """Account for the snapshot in flight once it is done (wait for it if ``block``).
+
+        Returns True when it was published, False when it failed (its changes go into the next
+        snapshot, due ``snapshot_interval_s`` after this one), None when none was done. Raises
+        :class:`Fenced`.
+        """
         flight = self._in_flight
         if flight is None or not (block or flight.future.done()):
-            return
+            return None
         self._in_flight = None
         try:
             done = flight.future.result()
-        except PublishFailed:
+        except PublishFailed as exc:
             self.version, self.published_learned = flight.version_before, flight.learned_before
             self.learning.version = self.version
             self.learning.replaced |= flight.replaced
-            raise
+            self._publish_failed(exc)
+            return False
+        if self._failed_in_row:
+            log.warning("snapshots publish again, after %d failed attempts", self._failed_in_row)
+            self._failed_in_row = 0
         m = self.metrics
         m.snapshots_published.inc()
         m.snapshot_bytes.set(flight.size)
@@ -379,6 +405,14 @@ class Session:
             flight.header.learned_count,
             flight.size,
         )
+        return True
+
+    def _publish_failed(self, exc: PublishFailed) -> None:
+        self.metrics.snapshot_publish_failures.inc()
+        self._failed_in_row += 1
+        # One line per run of failures (a broker outage fails every attempt), not per attempt.
+        log_at = logging.WARNING if self._failed_in_row == 1 else logging.DEBUG
+        log.log(log_at, "%s; retrying", exc)
 
     def close(self) -> None:
         timeout_s = self.settings.shutdown_timeout_s

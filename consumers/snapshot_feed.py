@@ -18,6 +18,8 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from kafka.errors import KafkaTimeoutError
+
 from riverflow.clients import consumer, topic_partitions
 from riverflow.settings import Settings
 from riverflow.topics import MODELS_MAX_MESSAGE_BYTES
@@ -46,13 +48,18 @@ class SnapshotFeed:
         self,
         refuse: Callable[[bytes], str | None] = lambda value: None,
         timeout_s: float = CATCH_UP_TIMEOUT_S,
+        complete: bool = False,
     ) -> bytes | None:
         """Assign the topic, read it to its end offsets and return the newest snapshot value of
         this model that ``refuse`` accepts (it returns a refusal reason, or None); ``None`` if
         there is none, or the model was deleted after it. A hostile or broken record on the
         topic therefore costs a restart nothing but a log line; :attr:`refused_newer` says how
         many refused records came after the one returned (or after the deletion). Later
-        snapshots come from :meth:`poll`."""
+        snapshots come from :meth:`poll`.
+
+        Past ``timeout_s`` it returns what it has read, or with ``complete`` raises
+        ``KafkaTimeoutError``: a learner must resume from the very last snapshot, never from an
+        older one that would make it learn again what the newer one holds."""
         c = self._consumer
         tps = topic_partitions(c, self.topic)
         c.assign(tps)
@@ -63,6 +70,8 @@ class SnapshotFeed:
         deadline = time.monotonic() + timeout_s
         while any(c.position(tp) < ends[tp] for tp in tps):
             if time.monotonic() > deadline:
+                if complete:
+                    raise KafkaTimeoutError(f"{self.topic} not read to its end in {timeout_s:g}s")
                 log.warning(
                     "reading %s to its end took over %.0fs: starting with what was read",
                     self.topic,

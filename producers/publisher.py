@@ -8,7 +8,11 @@ delay has passed, and guarantees that no label owed is lost:
 - a stop (Ctrl-C, SIGTERM) or an error in the source sends the labels that are due, then sends
   the rest at once, early, with a logged count (a learner joins a label that arrives before its
   prediction as well as one that arrives after), then flushes;
-- a message Kafka refuses after its retries is counted and makes the command fail.
+- while the broker is away, records wait in the producer (kafka-python retries them in order
+  until the broker is back) and the source pauses once :data:`MAX_WAITING` records wait; a send
+  that times out waiting for the broker is tried again, and so is a record that expired;
+- a message Kafka refuses for good is counted and makes the command fail, and so do records
+  still unconfirmed when a stop gives up on the broker after ``shutdown_timeout_s``.
 
 With delays counted in readings (replay ``--label-delay-events``), labels still waiting when the
 source ends are due at that point: no more readings will come.
@@ -16,18 +20,22 @@ source ends are due at that point: no more readings will come.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from kafka.errors import KafkaError
+from kafka.errors import KafkaError, KafkaTimeoutError
 
 from producers.events import Outgoing
 from producers.pacing import DueQueue, Pacer
 from producers.progress import Progress
+from riverflow.clients import close_producer
 from riverflow.clients import producer as make_producer
+from riverflow.connectivity import BrokerLink
 from riverflow.errors import BrokerError, RiverflowError
 from riverflow.lifecycle import Stopper
 from riverflow.schemas import dumps, now_ms
@@ -38,6 +46,18 @@ log = logging.getLogger(__name__)
 
 DelayUnit = Literal["seconds", "readings"]
 
+# Records handed to the producer and not yet confirmed, at most: while the broker is away the
+# source pauses here instead of filling memory (~200 bytes a reading: some 20 MB, over 8 minutes
+# of the default 200 readings/s).
+MAX_WAITING = 100_000
+# A send blocks this long at most waiting for a topic's metadata (the broker away), then is
+# tried again: short enough to notice a stop.
+MAX_BLOCK_MS = 5_000
+# How often a paused source or a final flush looks again.
+WAIT_SLICE_S = 0.5
+
+Record = tuple[str, bytes, bytes]  # topic, key, value
+
 
 @dataclass
 class Report:
@@ -47,6 +67,7 @@ class Report:
     labels: int = 0
     early_labels: int = 0
     failed: int = 0
+    undelivered: int = 0  # never confirmed: a stop gave up on an unreachable broker
     elapsed_s: float = 0.0
     interrupted: str | None = None
 
@@ -87,12 +108,22 @@ class Publisher:
         self.delay_unit = delay_unit
         self.duration_s = duration_s
         self.stopper = stopper or Stopper()
-        self.producer = producer if producer is not None else make_producer(settings)
+        self.link = BrokerLink(settings.bootstrap_servers)
+        if producer is None:
+            producer = make_producer(settings, max_block_ms=MAX_BLOCK_MS)
+            self.link.watch(producer)
+        self.producer = producer
         self.progress = progress or Progress(name)
         self.clock = clock
         self.report = Report()
         self._labels: DueQueue[Outgoing] = DueQueue()
         self._first_error: BaseException | None = None
+        # Handed to the producer (this thread) and resolved (kafka-python's sender thread):
+        # each counter has one writer, so their difference is what waits for Kafka.
+        self._handed = 0
+        self._resolved = 0
+        self._resend: deque[Record] = deque()  # expired records, sent again by this thread
+        self._giving_up = False
 
     def run(self, events: Iterable[Outgoing], note: str = "") -> Report:
         """Send everything ``events`` yields (until a stop or the duration), then every label.
@@ -101,6 +132,7 @@ class Publisher:
         """
         report = self.report
         kafka_failed = False
+        self.link.start()
         try:
             self._send_readings(iter(events))
             if report.interrupted is None:
@@ -109,11 +141,19 @@ class Publisher:
             kafka_failed = True
             raise BrokerError(f"sending to Kafka failed: {exc}") from exc
         finally:
-            self._settle(kafka_failed)
-            self.progress.finish(self.summary(note))
+            try:
+                self._settle(kafka_failed)
+            finally:
+                self.link.close()
+                self.progress.finish(self.summary(note))
         if report.failed:
             raise RiverflowError(
                 f"Kafka refused {report.failed:,} messages (first error: {self._first_error})"
+            )
+        if report.undelivered:
+            raise BrokerError(
+                f"{report.undelivered:,} messages were not delivered: Kafka was unreachable "
+                "when the stop came"
             )
         return report
 
@@ -129,6 +169,8 @@ class Publisher:
             parts.append(f"{r.early_labels:,} labels sent early")
         if r.failed:
             parts.append(f"{r.failed:,} refused by Kafka")
+        if r.undelivered:
+            parts.append(f"{r.undelivered:,} not delivered")
         if r.interrupted:
             parts.append(f"stopped by {r.interrupted}")
         if note:
@@ -151,10 +193,13 @@ class Publisher:
             if wait > 0:
                 self.stopper.wait(min(wait, self._until_next_label(now)))
                 continue
+            if self._full():
+                continue
             event = next(source, None)
             if event is None:
                 break
-            self._send_reading(event)
+            if not self._send_reading(event):
+                continue  # a stop came while the broker was away; the loop ends above
             report.readings += 1
             sent_at = self.clock()
             report.elapsed_s = sent_at - start
@@ -183,8 +228,17 @@ class Publisher:
                 self.report.interrupted = self.stopper.reason or "stop"
                 return
 
+    def _full(self) -> bool:
+        """Resend expired records; True (after a short wait) while too many wait for Kafka."""
+        self._send_expired()
+        if self._handed - self._resolved < MAX_WAITING:
+            return False
+        self.stopper.wait(WAIT_SLICE_S)
+        return True
+
     def _settle(self, kafka_failed: bool) -> None:
-        """Every exit path: send the labels still owed (unless Kafka is what failed), flush."""
+        """Every exit path: send the labels still owed (unless Kafka is what failed), then wait
+        until Kafka has every record (up to ``shutdown_timeout_s`` once a stop came)."""
         owed = self._labels.drain()
         if owed and kafka_failed:
             log.error("%d labels were not sent: Kafka failed before they were due", len(owed))
@@ -196,10 +250,27 @@ class Publisher:
             )
             self.report.early_labels = len(owed)
             self._send_labels(owed)
-        try:
-            self.producer.flush()
-        finally:
-            self.producer.close(timeout=self.settings.shutdown_timeout_s)
+        timeout_s = self.settings.shutdown_timeout_s
+        give_up_at: float | None = None
+        while not kafka_failed:
+            self._send_expired()
+            with contextlib.suppress(KafkaTimeoutError):  # the broker away: look again
+                self.producer.flush(timeout=WAIT_SLICE_S)
+            if not self._resend and self._handed == self._resolved:
+                break
+            if self.stopper.wait(0):
+                give_up_at = give_up_at or self.clock() + timeout_s
+                if self.clock() >= give_up_at:
+                    break
+        self._giving_up = True
+        self.report.undelivered += self._handed - self._resolved + len(self._resend)
+        if self.report.undelivered:
+            log.error(
+                "%d messages not delivered: Kafka did not come back within %gs of the stop",
+                self.report.undelivered,
+                timeout_s,
+            )
+        close_producer(self.producer, timeout_s)
 
     def _label_now(self, now: float) -> float:
         return now if self.delay_unit == "seconds" else float(self.report.readings)
@@ -210,14 +281,14 @@ class Publisher:
             return float("inf")
         return max(0.0, due - now)
 
-    def _send_reading(self, event: Outgoing) -> None:
+    def _send_reading(self, event: Outgoing) -> bool:
         value = {
             "event_id": event.event_id,
             "sensor_id": event.sensor_id,
             "ts": now_ms() if event.ts is None else event.ts,
             "features": event.features,
         }
-        self._send(self.settings.readings_topic, event.sensor_id, value)
+        return self._send(self.settings.readings_topic, event.sensor_id, value)
 
     def _send_labels(self, due: list[Outgoing]) -> None:
         for event in due:
@@ -227,16 +298,48 @@ class Publisher:
                 "ts": now_ms(),
                 "label": event.label,
             }
-            self._send(self.settings.feedback_topic, event.sensor_id, value)
-        self.report.labels += len(due)
+            if self._send(self.settings.feedback_topic, event.sensor_id, value):
+                self.report.labels += 1
 
-    def _send(self, topic: str, key: str, value: dict[str, Any]) -> None:
-        future = self.producer.send(topic, key=key.encode(), value=dumps(value))
-        future.add_errback(self._failed)
+    def _send(self, topic: str, key: str, value: dict[str, Any]) -> bool:
+        return self._produce((topic, key.encode(), dumps(value)))
 
-    def _failed(self, exc: BaseException) -> None:
-        # Runs on kafka-python's sender thread, the only writer of `failed`.
-        self.report.failed += 1
-        if self._first_error is None:
-            self._first_error = exc
-            log.error("Kafka refused a message: %s", exc)
+    def _produce(self, record: Record) -> bool:
+        """Hand ``record`` to the producer. A send that times out (no metadata for the topic
+        while the broker is away) is tried again until it goes; False if a stop came first (the
+        record is counted as undelivered)."""
+        topic, key, value = record
+        while True:
+            try:
+                future = self.producer.send(topic, key=key, value=value)
+                break
+            except KafkaTimeoutError:
+                if self.stopper.wait(WAIT_SLICE_S):
+                    self.report.undelivered += 1
+                    return False
+        self._handed += 1
+        future.add_callback(self._delivered)
+        future.add_errback(lambda exc: self._failed(record, exc))
+        return True
+
+    def _send_expired(self) -> None:
+        while self._resend:
+            if not self._produce(self._resend.popleft()):
+                return
+
+    # -- on kafka-python's sender thread ---------------------------------------------------------
+
+    def _delivered(self, _metadata: Any) -> None:
+        self._resolved += 1
+
+    def _failed(self, record: Record, exc: BaseException) -> None:
+        if self._giving_up:  # failed by the close after a stop: counted as undelivered
+            return
+        if isinstance(exc, KafkaError) and exc.retriable:
+            self._resend.append(record)  # expired in the producer: sent again, never dropped
+        else:
+            self.report.failed += 1
+            if self._first_error is None:
+                self._first_error = exc
+                log.error("Kafka refused a message: %s", exc)
+        self._resolved += 1

@@ -198,14 +198,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _BrokerTroubleFilter(logging.Filter):
+    """Drops kafka-python's reports of broker trouble: while a broker is away it logs every
+    failed connection attempt, retry and socket error, many lines a second, some with a
+    traceback. riverflow reports the broker's state itself, one line per change
+    (:mod:`riverflow.connectivity`), and every error that reaches it. kafka-python's reports of
+    its own crashes (an exception that is neither a Kafka nor a network error) still show."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from kafka.errors import KafkaError  # here: `riverflow --help` stays free of kafka
+
+        self._trouble = (KafkaError, OSError)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name != "kafka" and not record.name.startswith("kafka."):
+            return True
+        exc = record.exc_info[1] if record.exc_info else None
+        return exc is not None and not isinstance(exc, self._trouble)
+
+
 def _configure_logging(level: str) -> None:
     logging.basicConfig(
         level=level,
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    # kafka-python is chatty at INFO (every connection); its warnings still show.
+    # kafka-python is chatty at INFO (every connection); its reports of broker trouble show
+    # with --log-level DEBUG only.
     logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    if level != "DEBUG":
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_BrokerTroubleFilter())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -221,6 +245,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except RiverflowError as exc:
         print(f"riverflow: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        from kafka.errors import KafkaError
+
+        if not isinstance(exc, KafkaError):
+            raise
+        # Workers ride out broker trouble; a command that ends on it says so in a line.
+        print(f"riverflow: Kafka failed: {exc}", file=sys.stderr)  # str() names the type
         return 1
     except KeyboardInterrupt:
         return 130

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.errors import KafkaError
+from kafka.errors import KafkaError, KafkaTimeoutError
 from kafka.partitioner import DefaultPartitioner
 from kafka.partitioner.default import murmur2
 
@@ -49,12 +49,21 @@ class KeyHashPartitioner(DefaultPartitioner):  # type: ignore[misc]
         return sorted(partitions)[h % len(partitions)]
 
 
+# How long a record may wait in a producer for the broker to take it: a week, so that records
+# wait out any broker outage in order (kafka-python retries them, idempotently) instead of
+# expiring after kafka-python's 2 minutes. Whoever sends bounds what waits: simulate and replay
+# pause their source, workers stop reading while a batch's outputs wait.
+DELIVERY_TIMEOUT_MS = 7 * 24 * 3600 * 1000
+
+
 def producer(settings: Settings, **overrides: Any) -> KafkaProducer:
-    """A producer for our JSON topics: acks=all, idempotent, small linger for batching."""
+    """A producer for our JSON topics: acks=all, idempotent, small linger for batching, and
+    records that wait for a broker that is away (:data:`DELIVERY_TIMEOUT_MS`)."""
     kw: dict[str, Any] = dict(
         kafka_kwargs(settings),
         client_id=f"{settings.client_id}-producer",
         acks="all",
+        delivery_timeout_ms=DELIVERY_TIMEOUT_MS,
         # A few milliseconds of linger turns per-reading sends into batches at high rates
         # while adding little to the end-to-end latency budget.
         linger_ms=5,
@@ -68,6 +77,58 @@ def producer(settings: Settings, **overrides: Any) -> KafkaProducer:
         return KafkaProducer(**kw)
     except KafkaError:
         raise _unreachable(settings) from None
+
+
+def close_producer(prod: KafkaProducer, timeout_s: float) -> bool:
+    """Close ``prod`` within about ``timeout_s``, also when the broker is away; False when
+    records were still waiting and were failed.
+
+    kafka-python's ``close()`` flushes first and raises ``KafkaTimeoutError`` when records are
+    still waiting, leaving its sender thread running (and ``__del__`` then prints the same
+    error with a traceback). Records still waiting at the deadline are failed instead (their
+    futures say so): whoever sent them re-reads or reports them.
+    """
+    try:
+        prod.close(timeout=timeout_s)
+        return True
+    except KafkaError as exc:
+        log.debug("closing a producer whose records still wait: failing them (%s)", exc)
+    # The sender's force close fails every waiting batch, so the flush inside close() passes.
+    sender = prod._sender
+    sender.force_close()
+    sender.join(max(timeout_s, 1.0))
+    try:
+        prod.close(timeout=0)
+    except KafkaError as exc:
+        log.error("a producer did not close (%s)", exc)
+    return False
+
+
+def end_transaction(prod: KafkaProducer, commit: bool, timeout_s: float) -> None:
+    """``commit_transaction()`` or ``abort_transaction()``, waiting at most ``timeout_s``.
+
+    kafka-python's own calls wait without a bound (the Java client had the same bug,
+    KAFKA-7763), so an unreachable broker would hold the caller for the whole outage. Raises
+    ``KafkaTimeoutError`` when the broker has not confirmed in time: the outcome is then unknown
+    until a new producer under the same transactional id runs ``init_transactions()``.
+    """
+    manager = prod._transaction_manager
+    result = manager.begin_commit() if commit else manager.begin_abort()
+    prod._sender.wakeup()
+    if not result.wait(timeout_ms=timeout_s * 1000):
+        what = "commit" if commit else "abort"
+        raise KafkaTimeoutError(f"the transaction's {what} was not confirmed within {timeout_s:g}s")
+
+
+def has_live_connection(client: KafkaConsumer | KafkaProducer) -> bool:
+    """True when ``client`` holds an open connection to at least one broker.
+
+    kafka-python 3 keeps a client's connections in its connection manager, reached through the
+    cluster metadata of either client kind: the only account of them that costs no request.
+    Safe from another thread (a copy of the dict, then plain attribute reads).
+    """
+    cluster = client._cluster if isinstance(client, KafkaConsumer) else client._metadata
+    return any(conn.connected for conn in list(cluster._manager._conns.values()))
 
 
 def consumer(

@@ -88,8 +88,8 @@ class GaugeCallback(Collector):
 
 
 class _WorkerMetrics:
-    """What every consumer exports: refused input and snapshots, dead letters, model version
-    and lag."""
+    """What every worker exports: refused input and snapshots, dead letters, model version,
+    lag and whether it reaches Kafka."""
 
     #: dead-letter stages this worker can produce
     STAGES: tuple[str, ...] = ()
@@ -105,6 +105,11 @@ class _WorkerMetrics:
         self.model_version = Gauge(P + "model_version", version_doc, registry=r)
         self.snapshot_rejected = Counter(
             P + "snapshot_rejected", "Model snapshots refused, by reason", ["reason"], registry=r
+        )
+        self.kafka_connected = Gauge(
+            P + "kafka_connected",
+            "1 while the worker holds a connection to a Kafka broker, 0 while it is cut off",
+            registry=r,
         )
         _zero(self.invalid_events, REASONS)
         _zero(self.dead_letters, self.STAGES)
@@ -228,6 +233,11 @@ class LearnerMetrics(_WorkerMetrics):
         )
         self.snapshots_published = Counter(
             P + "snapshots_published", "Model snapshots published", registry=r
+        )
+        self.snapshot_publish_failures = Counter(
+            P + "snapshot_publish_failures",
+            "Snapshot publish attempts that failed (each is retried)",
+            registry=r,
         )
         self.snapshot_bytes = Gauge(P + "snapshot_bytes", "Size of the last snapshot", registry=r)
         self.snapshot_latency = Histogram(

@@ -237,6 +237,7 @@ class Up:
             f"  drift          {page.sum('riverflow_feature_drift_detections_total'):8.0f} "
             f"feature   {page.sum('riverflow_concept_drift_detections_total'):.0f} concept",
             f"  dead letters   {page.sum('riverflow_dead_letters_total'):8.0f}",
+            f"  kafka          {_connected(page):>8} workers connected",
         ]
 
     def draw(self, lines: list[str]) -> None:
@@ -285,6 +286,11 @@ def _ms(seconds: float | None) -> str:
 
 def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
+
+
+def _connected(page: Page) -> str:
+    states = [v for _, v in page.select("riverflow_kafka_connected")]
+    return f"{sum(states):.0f}/{len(states)}" if states else "-"
 
 
 def _versions(values: list[float]) -> str:

@@ -19,6 +19,7 @@ from riverflow.errors import BrokerError
 from riverflow.local_kafka import LocalKafka
 from tests.integration.kit import Stack, Workers, make_stack
 from tests.integration.learner_support import learners  # noqa: F401 - a fixture for learner tests
+from tests.integration.outage_support import own_broker  # noqa: F401 - a broker a test may kill
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kafka import TopicPartition
-from kafka.errors import CommitFailedError, KafkaError, MessageSizeTooLargeError
+from kafka.errors import (
+    CommitFailedError,
+    KafkaError,
+    KafkaTimeoutError,
+    MessageSizeTooLargeError,
+)
 
 
 @dataclass
@@ -25,6 +30,7 @@ class FakeProducer:
 
     fail_sends: bool = False
     fail_commit: bool = False
+    flush_timeouts: int = 0  # flushes that time out first (the broker away)
     client_limit: int = 10**9
     broker_limit: int = 10**9
     calls: list[str] = field(default_factory=list)
@@ -57,6 +63,9 @@ class FakeProducer:
         ]
 
     def flush(self, timeout: float | None = None) -> None:
+        if self.flush_timeouts:
+            self.flush_timeouts -= 1
+            raise KafkaTimeoutError("Timeout waiting for future")
         self.calls.append("flush")
 
     def begin_transaction(self) -> None:

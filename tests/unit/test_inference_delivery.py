@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from kafka import OffsetAndMetadata, TopicPartition
-from kafka.errors import MessageSizeTooLargeError
+from kafka.errors import KafkaTimeoutError, MessageSizeTooLargeError
 
 from consumers.delivery import AtLeastOnce, BatchFailed, RecordRefused, Transactional
 from tests.unit.kafka_fakes import FakeConsumer, FakeProducer, Record
@@ -73,15 +73,48 @@ def test_transactional_commits_offsets_inside_the_transaction() -> None:
     assert d.take_pending([TP0]) == {}
 
 
-def test_a_failed_transaction_raises_batch_failed_and_aborts() -> None:
-    prod, cons = FakeProducer(fail_commit=True), FakeConsumer()
-    d = Transactional(lambda: prod, cons)
+def test_a_flush_waits_for_a_broker_that_is_away_until_a_stop_gives_the_batch_up() -> None:
+    prod, cons = FakeProducer(flush_timeouts=3), FakeConsumer()
+    d = AtLeastOnce(lambda: prod, cons)
+    d.begin()
+    d.commit(offsets(p0=5))  # three slices without the broker, then it is back
+    assert prod.calls == ["flush"] and cons.committed == {TP0: 5}
+    prod.flush_timeouts = 3
+    stopped = AtLeastOnce(lambda: prod, cons, stop_requested=lambda: True)
+    stopped.begin()
+    with pytest.raises(BatchFailed, match="stopping"):
+        stopped.commit(offsets(p0=9))
+    assert cons.committed == {TP0: 5}
+
+
+def test_a_failed_transaction_goes_with_its_producer_and_the_next_batch_reconnects() -> None:
+    first, cons = FakeProducer(fail_commit=True), FakeConsumer()
+    away = [KafkaTimeoutError("no broker"), KafkaTimeoutError("no broker")]
+    made: list[FakeProducer] = []
+
+    def connect() -> FakeProducer:
+        if not made:
+            made.append(first)
+        elif away:
+            raise away.pop()
+        else:
+            made.append(FakeProducer())
+        return made[-1]
+
+    d = Transactional(connect, cons)
     d.begin()
     with pytest.raises(BatchFailed, match="fenced"):
         d.commit(offsets(p0=1))
     d.abort()
     d.abort()  # idempotent: nothing open any more
-    assert prod.calls.count("abort") == 1
+    # Never abort_transaction(): it can fail, or wait for a broker that is away.
+    assert first.calls == ["begin", "flush", "offsets [(0, 1)]", "close"]
+    for _ in away[:]:  # the broker is away: each batch fails before it starts
+        with pytest.raises(BatchFailed, match="no producer yet"):
+            d.begin()
+    d.begin()
+    d.commit(offsets(p0=1))
+    assert len(made) == 2 and made[1].calls == ["begin", "flush", "offsets [(0, 1)]", "commit"]
 
 
 @pytest.mark.parametrize("strategy", [AtLeastOnce, Transactional])
@@ -112,10 +145,11 @@ def test_outputs_the_broker_refuses_are_suspects_and_the_producer_is_replaced(
     with pytest.raises(BatchFailed, match="not delivered"):
         d.commit(offsets(p0=3))
     assert d.abort() == [big, after]
-    assert d.producer is made[1] and "close" in made[0].calls
+    assert "close" in made[0].calls
 
     # Sent alone, the collateral goes through and the culprit is named.
-    d.begin()
+    d.begin()  # with a new producer
+    assert d.producer is made[1]
     d.send("p", b"k", b"v", after, alone=True)
     with pytest.raises(RecordRefused) as info:
         d.send("p", b"k", b"x" * 101, big, alone=True)

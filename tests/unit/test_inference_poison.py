@@ -89,7 +89,7 @@ def make_worker(
         consumer = FakeConsumer()
         monkeypatch.setattr(inference, "consumer", lambda settings, group_id: consumer)
         monkeypatch.setattr(
-            inference, "delivery_for", lambda s, c, g: request.param(new_producer, c)
+            inference, "delivery_for", lambda s, c, g, **kw: request.param(new_producer, c)
         )
         monkeypatch.setattr(inference, "SnapshotFeed", NoFeed)
         settings = Settings(

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from kafka.errors import KafkaTimeoutError
 
+import producers.publisher as publisher_module
 from producers.events import Outgoing
 from producers.progress import Progress
 from producers.publisher import DelayUnit, Publisher
-from riverflow.errors import ConfigError, RiverflowError
+from riverflow.errors import BrokerError, ConfigError, RiverflowError
 from riverflow.lifecycle import Stopper
 from riverflow.settings import load_settings
 
@@ -21,8 +24,15 @@ SETTINGS = load_settings(readings_topic="r", feedback_topic="f")
 
 
 class Future:
+    """Resolved at once: delivered, or failed with ``error``."""
+
     def __init__(self, error: BaseException | None) -> None:
         self.error = error
+
+    def add_callback(self, callback: Callable[[Any], None]) -> Future:
+        if self.error is None:
+            callback(None)
+        return self
 
     def add_errback(self, callback: Callable[[BaseException], None]) -> Future:
         if self.error is not None:
@@ -44,7 +54,7 @@ class Recorder:
         bad = decoded["event_id"] in self.refuse
         return Future(RuntimeError("broker said no") if bad else None)
 
-    def flush(self) -> None:
+    def flush(self, timeout: float | None = None) -> None:
         self.flushed = True
 
     def close(self, timeout: float | None = None) -> None:
@@ -182,3 +192,122 @@ def test_progress_prints_plain_lines_when_not_a_terminal() -> None:
     lines = out.getvalue().splitlines()
     assert lines[0].startswith("sim: 4,000 readings (200/s now, 200/s avg), 3,000 labels sent")
     assert lines[1] == "done" and "\r" not in out.getvalue()
+
+
+# -- a broker that is away -------------------------------------------------------------------
+
+
+class Pending:
+    """A future resolved later, by :meth:`Away.come_back` (as kafka-python's sender thread
+    would), or failed with ``error``."""
+
+    def __init__(self) -> None:
+        self.callbacks: list[Callable[[Any], None]] = []
+        self.done = False
+        self.lock = threading.Lock()
+
+    def add_callback(self, callback: Callable[[Any], None]) -> Pending:
+        with self.lock:
+            if not self.done:
+                self.callbacks.append(callback)
+                return self
+        callback(None)
+        return self
+
+    def add_errback(self, callback: Callable[[BaseException], None]) -> Pending:
+        return self  # delivered in the end
+
+    def resolve(self) -> None:
+        with self.lock:
+            self.done = True
+            callbacks, self.callbacks = self.callbacks, []
+        for callback in callbacks:
+            callback(None)
+
+
+class Away(Recorder):
+    """A broker that is away: the first ``send_timeouts`` sends time out waiting for metadata,
+    the records of the first send of each event id in ``expire`` expire in the producer, and
+    nothing is confirmed until :meth:`come_back`."""
+
+    def __init__(self, send_timeouts: int = 0, expire: set[str] | None = None) -> None:
+        super().__init__()
+        self.send_timeouts = send_timeouts
+        self.expire = expire or set()
+        self.pending: list[Pending] = []
+        self.back = threading.Event()
+
+    def send(self, topic: str, key: bytes, value: bytes) -> Any:
+        if self.send_timeouts:
+            self.send_timeouts -= 1
+            raise KafkaTimeoutError("Failed to update metadata after 5.0 secs.")
+        event_id = json.loads(value)["event_id"]
+        self.sent.append((topic, key, json.loads(value), time.monotonic()))
+        if event_id in self.expire:
+            self.expire.discard(event_id)
+            return Future(KafkaTimeoutError("Expiring 1 record(s): delivery timeout"))
+        future = Pending()
+        self.pending.append(future)
+        if self.back.is_set():
+            self.come_back()
+        return future
+
+    def come_back(self) -> None:
+        self.back.set()
+        while self.pending:
+            self.pending.pop().resolve()
+
+    def flush(self, timeout: float | None = None) -> None:
+        if self.pending and not self.back.wait(min(timeout or 0.05, 0.05)):
+            raise KafkaTimeoutError("Timeout waiting for future")
+        self.come_back()
+        self.flushed = True
+
+
+def test_sends_that_time_out_are_tried_again_and_expired_records_are_sent_again() -> None:
+    rec = Away(send_timeouts=2, expire={"e1"})
+    rec.back.set()
+    report = publisher(rec)[0].run(events(3))
+    assert report.readings == 3 and report.labels == 3 and report.failed == 0
+    readings = [v["event_id"] for t, _, v, _ in rec.sent if t == "r"]
+    assert sorted(readings) == ["e0", "e1", "e1", "e2"]  # e1 expired once, went again
+
+
+def test_the_source_pauses_while_too_many_records_wait_for_the_broker(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(publisher_module, "MAX_WAITING", 5)
+    rec = Away()
+    seen: list[int] = []
+
+    def broker_returns() -> None:
+        deadline = time.monotonic() + 30
+        while len(rec.sent) < 5 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        seen.append(len(rec.sent))
+        rec.come_back()
+
+    thread = threading.Thread(target=broker_returns)
+    thread.start()
+    report = publisher(rec)[0].run(events(20, delay=2.0))  # as fast as it can
+    thread.join()
+    assert seen == [5]  # five readings (their labels not due yet), then nothing until it was back
+    assert report.readings == 20 and report.labels == 20
+
+
+def test_a_stop_while_the_broker_is_away_gives_up_after_the_timeout_and_says_so() -> None:
+    rec = Away()
+    stopper = Stopper()
+    settings = SETTINGS.model_copy(update={"shutdown_timeout_s": 0.3})
+    pub = Publisher(
+        settings,
+        name="test",
+        rate=0,
+        stopper=stopper,
+        producer=rec,
+        progress=Progress("test", stream=io.StringIO()),
+    )
+    with pytest.raises(BrokerError, match="8 messages were not delivered"):
+        pub.run(stops_after(3, stopper, events(10, delay=60)))
+    assert pub.report.undelivered == 8 and pub.report.failed == 0  # 4 readings, 4 labels
+    assert rec.closed

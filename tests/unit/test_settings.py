@@ -81,6 +81,7 @@ def test_security_passes_through_to_kafka_python(monkeypatch: pytest.MonkeyPatch
         "security_protocol": "SASL_SSL",
         "bootstrap_timeout_ms": 15000,
         "metadata_max_age_ms": 30000,
+        "reconnect_backoff_max_ms": 1000,
         "sasl_mechanism": "SCRAM-SHA-512",
         "sasl_plain_username": "bob",
         "sasl_plain_password": "s3cret",
@@ -94,6 +95,7 @@ def test_plaintext_kwargs_are_minimal() -> None:
         "security_protocol": "PLAINTEXT",
         "bootstrap_timeout_ms": 15000,
         "metadata_max_age_ms": 30000,
+        "reconnect_backoff_max_ms": 1000,
     }
 
 
