@@ -37,7 +37,8 @@ SEVERITIES = {"critical", "warning", "info"}
 def binary(name: str) -> str:
     path = shutil.which(name)
     if path is None:
-        pytest.fail(f"{name} is not installed: `apt-get install prometheus` provides it")
+        package = "prometheus-alertmanager" if name == "amtool" else "prometheus"
+        pytest.fail(f"{name} is not installed: `apt-get install {package}` provides it")
     return path
 
 
@@ -98,6 +99,38 @@ def test_every_alert_has_a_severity_and_explains_itself() -> None:
     for rule in alert_rules():
         assert rule["labels"]["severity"] in SEVERITIES, rule["alert"]
         assert rule["annotations"]["summary"] and rule["annotations"]["description"]
+
+
+def test_every_alert_links_its_runbook_section() -> None:
+    runbook = (ROOT / "docs" / "RUNBOOK.md").read_text()
+    sections = {line[3:].strip().lower() for line in runbook.splitlines() if line.startswith("## ")}
+    for rule in alert_rules():
+        url = rule["annotations"].get("runbook_url", "")
+        assert url == f"docs/RUNBOOK.md#{rule['alert'].lower()}", rule["alert"]
+        assert rule["alert"].lower() in sections, f"docs/RUNBOOK.md has no section {rule['alert']}"
+
+
+def version_of(tool: str) -> str:
+    """``major.minor.patch`` that ``tool --version`` prints (promtool, amtool)."""
+    out = subprocess.run([binary(tool), "--version"], capture_output=True, text=True, timeout=60)
+    return (out.stdout + out.stderr).split("version ", 1)[1].split("+")[0].split()[0]
+
+
+def test_compose_runs_the_versions_whose_tools_check_the_configs() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    assert compose["prometheus"]["image"] == f"prom/prometheus:v{version_of('promtool')}"
+    assert compose["alertmanager"]["image"] == f"prom/alertmanager:v{version_of('amtool')}"
+
+
+def test_alertmanager_config_is_valid_and_prometheus_sends_to_it() -> None:
+    config = ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
+    result = subprocess.run(
+        [binary("amtool"), "check-config", str(config)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    prometheus = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
+    targets = prometheus["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
+    assert targets == ["alertmanager:9093"]
 
 
 def test_dashboard_queries_are_valid_promql(tmp_path: Path) -> None:

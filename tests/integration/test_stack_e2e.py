@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -116,6 +118,17 @@ def test_dashboards_show_data_from_real_workers_and_drift_alerts(
         assert empty == [], "panels without data:\n" + "\n".join(map(str, empty))
         assert len(prometheus.query('up{job="inference"} == 1')) == 2
         assert len(prometheus.query('up{job="learner"} == 1')) == 1
+        for port in [*infer_ports, learn_port]:  # every worker's page passes Prometheus' lint
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as page:
+                text = page.read()
+            assert b"process_cpu_seconds_total" in text and b"_created" not in text
+            lint = subprocess.run(
+                [shutil.which("promtool") or "promtool", "check", "metrics"],
+                input=text,
+                capture_output=True,
+                timeout=60,
+            )
+            assert lint.returncode == 0, (lint.stdout + lint.stderr).decode()
 
         drift = alert_expr("RiverflowConceptDrift")
         assert prometheus.query(drift), "concept drift alert expression is false after the drift"
