@@ -191,13 +191,13 @@ class Session:
         beginning (``earliest``) or end of the partition when the checkpoint does not know it."""
         assert self.inputs is not None
         inputs = self.inputs
-        inputs.assign([*self.keys, *tps])  # partitions already read keep their positions
-        for tp in tps:
-            self.keys[tp] = partition_key(tp.topic, tp.partition)
-        new = [tp for tp in tps if checkpoint.start(self.keys[tp]) is None]
+        keys = {tp: partition_key(tp.topic, tp.partition) for tp in tps}
+        new = [tp for tp in tps if checkpoint.start(keys[tp]) is None]
         first: dict[TopicPartition, int] = {}
-        if new:
+        if new:  # asked first: a broker that does not answer leaves the session as it was
             first = inputs.beginning_offsets(new) if earliest else inputs.end_offsets(new)
+        inputs.assign([*self.keys, *tps])  # partitions already read keep their positions
+        self.keys.update(keys)
         for tp in tps:
             key = self.keys[tp]
             start = checkpoint.start(key)
@@ -225,11 +225,13 @@ class Session:
             if TopicPartition(topic, p) not in self.keys
         ]
         if found:
-            log.info(
-                "new input partitions %s: reading them from the beginning",
-                ", ".join(f"{tp.topic}/{tp.partition}" for tp in found),
-            )
-            self._read(found, Checkpoint(), earliest=True)
+            names = ", ".join(f"{tp.topic}/{tp.partition}" for tp in found)
+            try:
+                self._read(found, Checkpoint(), earliest=True)
+            except KafkaError as exc:  # the broker away: looked for again at the next refresh
+                log.warning("new input partitions %s not read yet: %s", names, exc)
+                return
+            log.info("new input partitions %s: reading them from the beginning", names)
 
     # -- the batch loop ------------------------------------------------------------------
 
