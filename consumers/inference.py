@@ -32,7 +32,14 @@ from riverflow.clients import consumer, lag_samples
 from riverflow.connectivity import BrokerLink
 from riverflow.errors import InvalidEvent, describe
 from riverflow.lifecycle import Stopper
-from riverflow.metrics import HistogramBatch, InferenceMetrics, serve
+from riverflow.metrics import (
+    ANOMALY_OUTPUT_BUCKETS,
+    DEFAULT_OUTPUT_BUCKETS,
+    HistogramBatch,
+    InferenceMetrics,
+    OutputDistribution,
+    serve,
+)
 from riverflow.schemas import Decoder, Reading, now_ms
 from riverflow.settings import Settings
 
@@ -76,6 +83,7 @@ class InferenceWorker:
         self.group_id = settings.group_id or f"riverflow-infer-{self.name}"
         self.stopper = stopper or Stopper(settings.idle_exit_s)
         self.metrics = metrics or InferenceMetrics()
+        self.outputs = OutputDistribution(self.metrics, self.task)
         self.decoder = Decoder.from_settings(settings)
         self.drift = FeatureDriftMonitor(
             settings.feature_drift_detector, settings.max_drift_features
@@ -190,6 +198,7 @@ class InferenceWorker:
         topic = self.settings.predictions_topic
         now = now_ms()
         valid: list[Reading] = []
+        outputs: list[Any] = []
         refused: list[InvalidEvent] = []
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}
         refusals = self.refusals
@@ -225,6 +234,7 @@ class InferenceWorker:
                         continue
                     send(topic, reading.sensor_id.encode(), value, record, alone)
                     valid.append(reading)
+                    outputs.append(prediction)
                 offsets[tp] = OffsetAndMetadata(records[-1].offset + 1, "", -1)
             produced_ms = self.delivery.commit(offsets)
         except (BatchFailed, KafkaError) as exc:
@@ -235,6 +245,7 @@ class InferenceWorker:
         if self._failed_in_row:
             log.warning("batches go through again, after %d failed", self._failed_in_row)
             self._failed_in_row = 0
+        self.outputs.add(outputs)
         self._record(valid, refused, produced_ms, time.perf_counter() - started)
         return True
 
@@ -400,10 +411,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def output_buckets(settings: Settings) -> tuple[float, ...]:
+    if settings.output_buckets:
+        return settings.output_buckets
+    anomaly = resolve(settings.model).task == "anomaly"
+    return ANOMALY_OUTPUT_BUCKETS if anomaly else DEFAULT_OUTPUT_BUCKETS
+
+
 def run(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     stopper = Stopper(settings.idle_exit_s).install()
-    metrics = InferenceMetrics()
+    metrics = InferenceMetrics(output_buckets=output_buckets(settings))
     serve(metrics.registry, settings.metrics_port, DEFAULT_METRICS_PORT)
     worker = InferenceWorker(settings, stopper, metrics)
     # What is loaded by now lives as long as the process: keep it out of the collector's

@@ -222,6 +222,7 @@ class Learner(ConsumerRebalanceListener):
         self.session = session
         self._activate_failures = 0
         self.link.watch(session.inputs)
+        self.metrics.learner_active.set(1)
         log.info("active learner for %s", self.settings.model_name)
 
     def _step(self) -> None:
@@ -241,6 +242,7 @@ class Learner(ConsumerRebalanceListener):
         session, self.session = self.session, None
         if session is None:
             return
+        self.metrics.learner_active.set(0)
         self.link.forget(session.inputs)
         try:
             session.settle(block=True)

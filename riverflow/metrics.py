@@ -6,9 +6,11 @@ Names follow DESIGN.md (prefix ``riverflow_``, no per-sensor labels). Values tha
 
 from __future__ import annotations
 
+import collections
 import logging
 from bisect import bisect_left
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from prometheus_client import (
     GC_COLLECTOR,
@@ -144,13 +146,41 @@ class _WorkerMetrics:
         )
 
 
+# Served values of regressors and anomaly scores: anomaly scores span [0, 1]; regression labels
+# anything, so sign-symmetric decades by default (RIVERFLOW_OUTPUT_BUCKETS fits them to the
+# label's own range).
+DEFAULT_OUTPUT_BUCKETS = (
+    *(-(10.0**e) for e in range(6, -3, -1)),
+    0.0,
+    *(10.0**e for e in range(-2, 7)),
+)
+ANOMALY_OUTPUT_BUCKETS = tuple(i / 10 for i in range(11))
+
+
 class InferenceMetrics(_WorkerMetrics):
     STAGES = ("decode", "validate", "predict", "produce")
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry | None = None,
+        output_buckets: tuple[float, ...] = DEFAULT_OUTPUT_BUCKETS,
+    ) -> None:
         super().__init__(registry, "Version of the model served")
         r = self.registry
         self.predictions = Counter(P + "predictions", "Predictions produced", registry=r)
+        self.predicted_class = Counter(
+            P + "predicted_class",
+            f"Classifier predictions by class (the first {OutputDistribution.MAX_CLASSES} "
+            'classes; the rest as "other")',
+            ["class"],
+            registry=r,
+        )
+        self.prediction_value = Histogram(
+            P + "prediction_value",
+            "Values served by regressors and anomaly scorers",
+            buckets=output_buckets,
+            registry=r,
+        )
         self.predict_latency = Histogram(
             P + "predict_latency_seconds",
             "Model call per reading",
@@ -217,6 +247,16 @@ class LearnerMetrics(_WorkerMetrics):
         )
         self.pending_feedback = Gauge(
             P + "pending_feedback", "Labels waiting for their prediction", registry=r
+        )
+        self.pending_bytes = Gauge(
+            P + "pending_bytes",
+            "Estimated message bytes waiting in the join: entries times their mean size",
+            registry=r,
+        )
+        self.learner_active = Gauge(
+            P + "learner_active",
+            "1 while this learner is the active one, 0 standing by",
+            registry=r,
         )
         self.learned = Counter(P + "learned", "Events the model learned from", registry=r)
         self.unlabelled_predictions = Counter(
@@ -320,3 +360,34 @@ def serve(registry: CollectorRegistry, port: int | None, default: int) -> None:
             f"cannot serve metrics on port {port} ({exc}): pass another --metrics-port"
         ) from None
     log.info("metrics on http://127.0.0.1:%d/metrics", port)
+
+
+class OutputDistribution:
+    """What the served model answers, counted per batch: output drift shows as a change of the
+    class shares of a classifier or of the value histogram of a regressor or anomaly scorer.
+    Classes are metric labels, so only the first :attr:`MAX_CLASSES` get their own."""
+
+    MAX_CLASSES = 32
+
+    def __init__(self, metrics: InferenceMetrics, task: str) -> None:
+        self.classes = task == "classification"
+        self._counter = metrics.predicted_class
+        self._labelled: dict[str, Any] = {}
+        self._values = HistogramBatch(metrics.prediction_value)
+
+    def add(self, outputs: list[Any]) -> None:
+        if self.classes:
+            for output, n in collections.Counter(map(str, outputs)).items():
+                child = self._labelled.get(output)
+                if child is None:
+                    if len(self._labelled) < self.MAX_CLASSES:
+                        child = self._labelled[output] = self._counter.labels(output)
+                    else:
+                        child = self._counter.labels("other")
+                child.inc(n)
+            return
+        observe = self._values.observe
+        for output in outputs:
+            if output is not None:
+                observe(float(output))
+        self._values.flush()

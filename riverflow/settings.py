@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     snapshot_every: int = Field(1000, ge=1)
     snapshot_interval_s: float = Field(5.0, gt=0)
 
+    # Upper bounds of the histogram of values served by a regressor (default: decades either side
+    # of 0) or anomaly scorer (default: tenths of [0, 1]); set them to the label's own range.
+    output_buckets: tuple[float, ...] | None = None
+
     # Drift.
     feature_drift_detector: str = "adwin"
     max_drift_features: int = Field(64, ge=0)
