@@ -5,6 +5,7 @@ from typing import Any
 from kafka.admin import ConfigResource, ConfigResourceType
 
 from riverflow.clients import admin
+from tests.integration.inference_support import wait_until
 
 
 def test_topics_have_partitions_and_configs(stack: Any) -> None:
@@ -18,8 +19,13 @@ def test_topics_have_partitions_and_configs(stack: Any) -> None:
             s.settings.dead_letters_topic,
             s.settings.models_topic,
         ]
-        described = {t["name"]: len(t["partitions"]) for t in client.describe_topics(names)}
-        assert described == {**{n: 4 for n in names[:4]}, s.settings.models_topic: 1}
+        expected = {**{n: 4 for n in names[:4]}, s.settings.models_topic: 1}
+
+        def described() -> dict[str, int]:
+            return {t["name"]: len(t["partitions"]) for t in client.describe_topics(names)}
+
+        # A loaded broker may describe a topic before its partitions have leaders.
+        wait_until(lambda: described() == expected, 30, "topics with their partitions")
         configs = client.describe_configs(
             [ConfigResource(ConfigResourceType.TOPIC, s.settings.models_topic)]
         )["topic"][s.settings.models_topic]
