@@ -1,5 +1,6 @@
 """Helpers for the chaos suite: strict /metrics parsing, topic configs. The integration kit
-(``tests/integration``) provides the rest."""
+(``tests/integration``) provides the rest, a broker that may be killed included
+(``outage_support``)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from riverflow.clients import admin
 from riverflow.scrape import Page
 from riverflow.settings import Settings
-from tests.integration.kit import WorkerProcess
+from tests.integration.kit import WorkerProcess, value
 
 
 def strict_page(worker: WorkerProcess) -> Page:
@@ -45,6 +46,6 @@ def set_topic_config(settings: Settings, topic: str, **configs: str) -> None:
 
 def sample(page: Page, name: str, **labels: str) -> float:
     """A sample's value, which must be there (``name`` or ``name_total``)."""
-    found = page.select(name, **labels) or page.select(name + "_total", **labels)
-    assert found, f"no sample {name}{labels or ''} on the page"
-    return float(found[0][1])
+    found = value(page, name, **labels)
+    assert found is not None, f"no sample {name}{labels or ''} on the page"
+    return found

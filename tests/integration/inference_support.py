@@ -19,6 +19,7 @@ from riverflow.schemas import now_ms
 from riverflow.scrape import Page
 from riverflow.settings import Settings
 from tests.integration.kit import read_topic
+from tests.integration.kit import value as value  # re-exported for the inference tests
 
 
 def reading(i: int, **overrides: Any) -> dict[str, Any]:
@@ -36,12 +37,12 @@ def produce(settings: Settings, values: Iterable[dict[str, Any] | bytes]) -> int
     """Send readings (dicts are JSON-encoded, bytes sent as they are); returns how many."""
     p = producer(settings)
     n = 0
-    for value in values:
-        if isinstance(value, dict):
-            key = str(value.get("sensor_id", "none")).encode()
-            raw = json.dumps(value).encode()
+    for item in values:
+        if isinstance(item, dict):
+            key = str(item.get("sensor_id", "none")).encode()
+            raw = json.dumps(item).encode()
         else:
-            key, raw = b"raw", value
+            key, raw = b"raw", item
         p.send(settings.readings_topic, key=key, value=raw)
         n += 1
     p.flush()
@@ -80,12 +81,6 @@ def committed_total(settings: Settings, group: str) -> int:
 def scrape(port: int) -> Page:
     """The worker's metrics page; empty when the endpoint is not up yet."""
     return Page.fetch([f"http://127.0.0.1:{port}/metrics"], timeout_s=2)
-
-
-def value(page: Page, name: str, **labels: str) -> float | None:
-    """The sample called ``name`` (or ``name_total``) with ``labels``."""
-    samples = page.select(name, **labels) or page.select(name + "_total", **labels)
-    return float(samples[0][1]) if samples else None
 
 
 def wait_until(check: Callable[[], Any], timeout: float = 60, what: str = "condition") -> Any:

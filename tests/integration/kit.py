@@ -97,8 +97,15 @@ class Stack:
         return read_topic(self.settings, topic, expect=expect, timeout=timeout, idle=idle)
 
 
+def value(page: Page, name: str, **labels: str) -> float | None:
+    """The sample called ``name`` (or ``name_total``) with ``labels``."""
+    samples = page.select(name, **labels) or page.select(name + "_total", **labels)
+    return float(samples[0][1]) if samples else None
+
+
 class WorkerProcess:
-    """``riverflow COMMAND ARGS`` in the background, with its own metrics port and log file."""
+    """``riverflow COMMAND ARGS`` in the background: its stderr in a log file, its metrics on a
+    free port (``metrics=False`` for commands without a metrics page, such as simulate)."""
 
     def __init__(
         self,
@@ -107,15 +114,24 @@ class WorkerProcess:
         command: str,
         *args: str,
         env: dict[str, str] | None = None,
+        metrics: bool = True,
     ) -> None:
         self.command = command
-        self.port = free_port()
+        self.port = free_port() if metrics else None
         self.log = tmp / f"{command}-{uuid.uuid4().hex[:6]}.log"
-        argv = [command, "--metrics-port", str(self.port), *args]
+        argv = [command, "--metrics-port", str(self.port), *args] if metrics else [command, *args]
         self.proc: subprocess.Popen[str] = stack.start(*argv, extra_env=env, log_path=str(self.log))
 
     def page(self) -> Page:
-        return Page.fetch([f"http://127.0.0.1:{self.port}/metrics"])
+        """The metrics page; empty when it does not answer."""
+        assert self.port is not None, f"{self.command} runs without metrics"
+        return Page.fetch([f"http://127.0.0.1:{self.port}/metrics"], timeout_s=2)
+
+    def value(self, name: str, **labels: str) -> float | None:
+        return value(self.page(), name, **labels)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
 
     def wait_for(self, check: Callable[[Page], bool], timeout: float = 60) -> Page:
         """The first metrics page that passes ``check``; fails if the process exits first."""
@@ -132,7 +148,7 @@ class WorkerProcess:
         raise AssertionError(f"{self.command} metrics never got there:\n{self.text()[-4000:]}")
 
     def text(self) -> str:
-        return self.log.read_text() if self.log.exists() else ""
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
 
     def stop(self, timeout: float = 60) -> int:
         """SIGTERM and wait for a clean exit."""
@@ -141,8 +157,9 @@ class WorkerProcess:
         return self.proc.wait(timeout)
 
     def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(30)
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(30)
 
 
 class Workers:
@@ -153,9 +170,14 @@ class Workers:
         self.started: list[WorkerProcess] = []
 
     def spawn(
-        self, stack: Stack, command: str, *args: str, env: dict[str, str] | None = None
+        self,
+        stack: Stack,
+        command: str,
+        *args: str,
+        env: dict[str, str] | None = None,
+        metrics: bool = True,
     ) -> WorkerProcess:
-        return self.add(WorkerProcess(stack, self.tmp, command, *args, env=env))
+        return self.add(WorkerProcess(stack, self.tmp, command, *args, env=env, metrics=metrics))
 
     def add(self, worker: W) -> W:
         self.started.append(worker)
@@ -163,8 +185,7 @@ class Workers:
 
     def close(self) -> None:
         for worker in self.started:
-            if worker.proc.poll() is None:
-                worker.kill()
+            worker.kill()
 
 
 def read_topic(

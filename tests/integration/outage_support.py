@@ -1,6 +1,6 @@
 """Broker outages for integration and chaos tests: a broker of the test's own that can be
-SIGKILLed and restarted on the same port and data directory, and riverflow processes whose
-logs and metrics a test reads while it happens."""
+SIGKILLed and restarted on the same port and data directory (the processes under test are
+:class:`tests.integration.kit.WorkerProcess`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import contextlib
 import os
 import signal
 import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,8 +16,7 @@ import pytest
 
 from riverflow.errors import BrokerError
 from riverflow.local_kafka import LocalKafka
-from riverflow.scrape import Page
-from tests.integration.kit import Stack, free_port
+from tests.integration.kit import free_port
 
 
 def free_port_pair() -> int:
@@ -75,49 +73,3 @@ def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OwnBroker]:
         yield broker
     finally:
         broker.stop()
-
-
-class Process:
-    """``riverflow ARGS`` in the background: its stderr in a file, its metrics on a free port
-    (``metrics=False`` for commands without a metrics page)."""
-
-    def __init__(
-        self,
-        stack: Stack,
-        log: Path,
-        *args: str,
-        metrics: bool = True,
-        extra_env: dict[str, str] | None = None,
-    ) -> None:
-        self.port = free_port() if metrics else None
-        self.log = log
-        argv = [*args, "--metrics-port", str(self.port)] if metrics else list(args)
-        self.proc: subprocess.Popen[str] = stack.start(
-            *argv, extra_env=extra_env, log_path=str(log)
-        )
-
-    def page(self) -> Page:
-        """The metrics page; empty when it does not answer."""
-        assert self.port is not None
-        return Page.fetch([f"http://127.0.0.1:{self.port}/metrics"], timeout_s=2)
-
-    def value(self, name: str) -> float | None:
-        samples = self.page().select(name)
-        return float(samples[0][1]) if samples else None
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-    def stop(self, timeout: float = 60) -> int:
-        """SIGTERM, and the exit code of a clean stop."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout)
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(30)

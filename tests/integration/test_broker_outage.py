@@ -22,9 +22,9 @@ from typing import Any
 from riverflow.scrape import Page
 from riverflow.topics import create_topics
 from tests.integration.inference_support import wait_until
-from tests.integration.kit import make_stack, read_topic
+from tests.integration.kit import WorkerProcess, make_stack, read_topic
 from tests.integration.learner_support import snapshots
-from tests.integration.outage_support import OwnBroker, Process, free_port_pair
+from tests.integration.outage_support import OwnBroker, free_port_pair
 
 OUTAGE_S = float(os.environ.get("RIVERFLOW_TEST_OUTAGE_S", "15"))
 RATE = 100  # readings/s, each with its label one second later
@@ -45,7 +45,7 @@ def assert_clean_log(text: str, name: str) -> None:
 
 
 def first_increase(
-    counters: dict[str, tuple[Process, str]], before: dict[str, float], timeout: float
+    counters: dict[str, tuple[WorkerProcess, str]], before: dict[str, float], timeout: float
 ) -> dict[str, float]:
     """When (monotonic) each counter first went above its value in ``before``."""
     seen: dict[str, float] = {}
@@ -68,21 +68,21 @@ def test_workers_and_simulator_ride_out_a_broker_outage(
     create_topics(s.settings.model_copy(update={"predictions_topic": exactly_topic}))
     count = int(RATE * (OUTAGE_S + 30))  # still sending well after the broker is back
     uid = uuid.uuid4().hex[:8]
-    learner = Process(s, tmp_path / "learner.log", "learn", "--group-id", f"learn-{uid}")
-    infer = Process(s, tmp_path / "infer.log", "infer", "--group-id", f"infer-{uid}")
-    exactly = Process(
+    learner = WorkerProcess(s, tmp_path, "learn", "--group-id", f"learn-{uid}")
+    infer = WorkerProcess(s, tmp_path, "infer", "--group-id", f"infer-{uid}")
+    exactly = WorkerProcess(
         s,
-        tmp_path / "infer-exactly-once.log",
+        tmp_path,
         "infer",
         "--group-id",
         f"infer-eo-{uid}",
         "--exactly-once",
-        extra_env={"RIVERFLOW_PREDICTIONS_TOPIC": exactly_topic},
+        env={"RIVERFLOW_PREDICTIONS_TOPIC": exactly_topic},
     )
     workers = [learner, infer, exactly]
-    simulate = Process(
+    simulate = WorkerProcess(
         s,
-        tmp_path / "simulate.log",
+        tmp_path,
         *("simulate", "--rate", str(RATE), "--count", str(count)),
         *("--label-delay", "1", "--seed", "11"),
         metrics=False,
