@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "infer": ("consumers.inference", "inference consumer: predict on every reading"),
     "learn": ("consumers.learner", "learner: join feedback, learn, evaluate, publish models"),
     "up": ("riverflow.up", "run the whole pipeline on this machine with a live summary"),
+    "reset": ("riverflow.reset", "delete riverflow's topics and consumer groups on the broker"),
 }
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from riverflow.cli import settings_from
 from riverflow.errors import ConfigError
 from riverflow.lifecycle import Stopper
-from riverflow.local_kafka import LocalKafka, default_data_dir
+from riverflow.local_kafka import LocalKafka, state_dir
 from riverflow.local_prometheus import LocalPrometheus
 from riverflow.scrape import Page, quantile
 from riverflow.topics import create_topics
@@ -73,6 +73,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=9092,
         help="port of the local broker started when none is configured",
     )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the last run's broker state (topics, models, offsets) instead of starting "
+        "clean; a broker that up did not start is always resumed, never cleared",
+    )
 
 
 def with_signing_key(env: dict[str, str], key_file: Path) -> dict[str, str]:
@@ -103,6 +109,20 @@ def signing_key(path: Path) -> str:
     return key
 
 
+def up_data_dir(port: int) -> Path:
+    """The data dir of the broker ``up`` starts, apart from ``riverflow kafka start``'s, so a
+    clean start of ``up`` never touches a broker the user keeps."""
+    return state_dir() / "up" / f"kafka-{port}"
+
+
+def resuming(bootstrap: str) -> str:
+    return (
+        f"using the Kafka at {bootstrap}, which this run did not start: resuming the topics, "
+        "models and consumer offsets already there, deleting nothing (`riverflow reset` clears "
+        "riverflow's topics and groups)"
+    )
+
+
 @dataclass
 class Child:
     name: str
@@ -116,9 +136,7 @@ class Up:
         self.base_port = args.metrics_port or 8000
         self.infer_ports = [self.base_port + (0 if i == 0 else i + 1) for i in range(args.replicas)]
         self.learn_port = self.base_port + 1
-        self.run_dir = (
-            default_data_dir(args.kafka_port).parent / "up" / time.strftime("%Y%m%d-%H%M%S")
-        )
+        self.run_dir = state_dir() / "up" / time.strftime("%Y%m%d-%H%M%S")
         self.children: list[Child] = []
         self.broker: LocalKafka | None = None
         self.prometheus: LocalPrometheus | None = None
@@ -132,16 +150,12 @@ class Up:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)
         if "RIVERFLOW_BOOTSTRAP_SERVERS" not in env and not self.args.bootstrap_servers:
-            broker = LocalKafka(self.args.kafka_port)
-            if broker.answers():  # someone's broker already runs there: use it, leave it running
-                env["RIVERFLOW_BOOTSTRAP_SERVERS"] = broker.bootstrap
-            else:
-                print(f"starting local Kafka on {broker.bootstrap} ...", flush=True)
-                env["RIVERFLOW_BOOTSTRAP_SERVERS"] = broker.start()
-                self.broker = broker
-        elif self.args.bootstrap_servers:
-            env["RIVERFLOW_BOOTSTRAP_SERVERS"] = self.args.bootstrap_servers
-        key_file = default_data_dir(self.args.kafka_port).parent / "signing.key"
+            env["RIVERFLOW_BOOTSTRAP_SERVERS"] = self.start_broker()
+        else:
+            if self.args.bootstrap_servers:
+                env["RIVERFLOW_BOOTSTRAP_SERVERS"] = self.args.bootstrap_servers
+            print(resuming(env["RIVERFLOW_BOOTSTRAP_SERVERS"]), flush=True)
+        key_file = state_dir() / "signing.key"
         self.env = with_signing_key(env, key_file)
         if self.env is not env:
             print(f"model snapshots are signed with the key in {key_file}", flush=True)
@@ -180,6 +194,22 @@ class Up:
             sim += ["--drift-at", str(self.args.drift_at)]
         self.spawn("simulator", *sim)
         print(f"logs in {self.run_dir}", flush=True)
+
+    def start_broker(self) -> str:
+        """Start up's own broker, from clean state unless --resume; its bootstrap."""
+        broker = LocalKafka(self.args.kafka_port, up_data_dir(self.args.kafka_port))
+        if broker.answers():  # a broker this run did not start: use it, never clear it
+            print(resuming(broker.bootstrap), flush=True)
+            return broker.bootstrap
+        if self.args.resume:
+            state = f"resuming the last run's state in {broker.home}"
+        else:
+            broker.wipe()
+            state = f"clean state in {broker.home} (--resume keeps a run's state)"
+        print(f"starting local Kafka on {broker.bootstrap} with {state} ...", flush=True)
+        bootstrap = broker.start()
+        self.broker = broker
+        return bootstrap
 
     def spawn(self, name: str, *argv: str) -> None:
         path = self.run_dir / f"{name}.log"
