@@ -202,6 +202,8 @@ def open_source(
     River dataset name."""
     lowered = source.lower()
     if lowered.endswith((".csv", ".csv.gz")) or Path(source).is_file():
+        if not Path(source).exists():  # said first: a missing --target is not the problem
+            raise ConfigError(f"CSV file {source} does not exist")
         if target is None:
             raise ConfigError("--target is required for a CSV file: name its label column")
         return open_csv(Path(source), target, id_column, sensor_column, ts_column)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from riverflow import __version__
 from riverflow.errors import ConfigError, RiverflowError
-from riverflow.settings import Settings, load_settings
+from riverflow.settings import Settings, load_settings, unknown_env
 
 if TYPE_CHECKING:
     from riverflow.local_kafka import LocalKafka
@@ -146,21 +146,45 @@ def add_worker_arguments(parser: argparse.ArgumentParser, kind: str, metrics_por
     )
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_FORMATS = ("text", "json")
+
+
+def log_level(text: str) -> str:
+    """A log level name in any case (``debug``, ``Debug``), as logging spells it."""
+    level = text.strip().upper()
+    if level not in LOG_LEVELS:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a log level: one of {', '.join(LOG_LEVELS)} (any case)"
+        )
+    return level
+
+
+def _add_log_level(parser: argparse.ArgumentParser, default: str | None) -> None:
+    parser.add_argument(
+        "--log-level",
+        type=log_level,
+        default=default,
+        metavar="LEVEL",
+        help="DEBUG, INFO, WARNING or ERROR, any case (env RIVERFLOW_LOG_LEVEL, default INFO)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="riverflow",
         description="Real-time inference and online learning on Kafka with River models.",
     )
     parser.add_argument("--version", action="version", version=f"riverflow {__version__}")
-    parser.add_argument(
-        "--log-level",
-        default=os.environ.get("RIVERFLOW_LOG_LEVEL", "INFO"),
-        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-        help="default INFO",
-    )
+    _add_log_level(parser, None)
+    # --log-level is also taken after the subcommand; unset there, it leaves the first one alone.
+    common = argparse.ArgumentParser(add_help=False)
+    _add_log_level(common, argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    kafka = sub.add_parser("kafka", help="local single-node Apache Kafka (KRaft) for dev and tests")
+    kafka = sub.add_parser(
+        "kafka", parents=[common], help="local single-node Apache Kafka (KRaft) for dev and tests"
+    )
     kafka.add_argument("action", choices=["start", "stop", "status"])
     kafka.add_argument(
         "--port",
@@ -181,7 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     kafka.set_defaults(func=_kafka)
 
-    topics = sub.add_parser("topics", help="create every riverflow topic (idempotent)")
+    topics = sub.add_parser(
+        "topics", parents=[common], help="create every riverflow topic (idempotent)"
+    )
     topics.add_argument("action", choices=["create"])
     topics.add_argument("--partitions", type=int, help="partitions per data topic (default 6)")
     add_kafka_arguments(topics)
@@ -189,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     argv = sys.argv[1:]
     for name, (module, help_text) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        p = sub.add_parser(name, parents=[common], help=help_text, description=help_text)
         # Import the one module the user asked for (cheap `riverflow --help`).
         if name in argv:
             mod = importlib.import_module(module)
@@ -219,25 +245,58 @@ class _BrokerTroubleFilter(logging.Filter):
         return exc is not None and not isinstance(exc, self._trouble)
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+def _logging_options(args: argparse.Namespace) -> tuple[str, str]:
+    """The log level (flag, else RIVERFLOW_LOG_LEVEL, else INFO) and format (RIVERFLOW_LOG_FORMAT,
+    text or json); a bad value in the environment is a ConfigError like any other setting."""
+    level = args.log_level
+    if level is None:
+        try:
+            level = log_level(os.environ.get("RIVERFLOW_LOG_LEVEL") or "INFO")
+        except argparse.ArgumentTypeError as exc:
+            raise ConfigError(f"RIVERFLOW_LOG_LEVEL: {exc}") from None
+    fmt = (os.environ.get("RIVERFLOW_LOG_FORMAT") or "text").strip().lower()
+    if fmt not in LOG_FORMATS:
+        raise ConfigError(
+            f"RIVERFLOW_LOG_FORMAT: {fmt!r} is not a log format: text (default) or json"
+        )
+    return level, fmt
+
+
+def _configure_logging(level: str, fmt: str = "text") -> None:
+    handler: logging.Handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        from pythonjsonlogger.json import JsonFormatter
+
+        # One JSON object per line for log shippers; `extra=` fields become keys of their own.
+        handler.setFormatter(
+            JsonFormatter(
+                "%(levelname)s %(name)s %(message)s",
+                rename_fields={"levelname": "level", "name": "logger"},
+                timestamp="time",
+            )
+        )
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
     # kafka-python is chatty at INFO (every connection); its reports of broker trouble show
     # with --log-level DEBUG only.
     logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLevelName(level)))
     if level != "DEBUG":
-        for handler in logging.getLogger().handlers:
-            handler.addFilter(_BrokerTroubleFilter())
+        for each in logging.getLogger().handlers:
+            each.addFilter(_BrokerTroubleFilter())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     if argv is not None:
         sys.argv[1:] = list(argv)
     args = build_parser().parse_args()
-    _configure_logging(args.log_level)
+    try:
+        _configure_logging(*_logging_options(args))
+    except ConfigError as exc:
+        print(f"riverflow: error: {exc}", file=sys.stderr)
+        return 2
+    for warning in unknown_env(os.environ):
+        log.warning("%s", warning)
     func: Any = args.func
     try:
         return int(func(args) or 0)

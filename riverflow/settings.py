@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError
@@ -115,6 +117,40 @@ def load_settings(**overrides: Any) -> Settings:
         raise ConfigError(
             "invalid configuration (flags or RIVERFLOW_* environment):\n" + "\n".join(lines)
         ) from None
+
+
+# RIVERFLOW_* variables read outside Settings (logging, the local broker's cache and jar
+# repository, compose, the test suite's options), so they are not reported as unknown.
+OTHER_ENV = frozenset(
+    {
+        "RIVERFLOW_LOG_LEVEL",
+        "RIVERFLOW_LOG_FORMAT",
+        "RIVERFLOW_CACHE_DIR",
+        "RIVERFLOW_MAVEN_REPOSITORY",
+        "RIVERFLOW_IMAGE_TAG",
+        "RIVERFLOW_COMPOSE_SCHEMA",
+    }
+)
+OTHER_ENV_PREFIXES = ("RIVERFLOW_TEST_",)
+
+
+def unknown_env(environ: Mapping[str, str]) -> list[str]:
+    """One warning per ``RIVERFLOW_*`` variable that nothing reads (a typo is otherwise silently
+    ignored), naming the closest known variable."""
+    known = {f"RIVERFLOW_{name.upper()}" for name in Settings.model_fields} | OTHER_ENV
+    warnings = []
+    for name in sorted(environ):
+        upper = name.upper()
+        if not upper.startswith("RIVERFLOW_") or upper.startswith(OTHER_ENV_PREFIXES):
+            continue
+        if upper in known:  # pydantic-settings matches names in any case
+            continue
+        # Compared without the prefix, which every name shares and would make anything "close".
+        cut = len("RIVERFLOW_")
+        close = difflib.get_close_matches(upper[cut:], [k[cut:] for k in known], n=1, cutoff=0.6)
+        hint = f" (did you mean RIVERFLOW_{close[0]}?)" if close else ""
+        warnings.append(f"{name} is not a riverflow setting and is ignored{hint}")
+    return warnings
 
 
 # Reconnects to a broker that is away back off exponentially from 50 ms up to this bound (the

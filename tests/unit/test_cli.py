@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -43,3 +44,38 @@ def test_unreachable_broker_is_a_clear_error() -> None:
     )
     assert result.returncode == 1
     assert "riverflow kafka start" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_log_level_in_any_case_from_the_environment_or_after_the_subcommand() -> None:
+    # An unknown variable makes a WARNING: shown at debug, hidden at error.
+    misspelt = {"RIVERFLOW_" + "MODELS": "x"}
+    status = ("kafka", "status", "--port", "1")
+    for args, env, shown in [
+        (status, {"RIVERFLOW_LOG_LEVEL": "debug"}, True),
+        (status, {"RIVERFLOW_LOG_LEVEL": "Error"}, False),
+        ((*status, "--log-level", "error"), {}, False),  # after the subcommand
+        (("--log-level", "ERROR", *status, "--log-level", "Warning"), {}, True),  # the last wins
+    ]:
+        result = riverflow(*args, env={**misspelt, **env})
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+        assert ("did you mean RIVERFLOW_MODEL?" in result.stderr) is shown, (args, env)
+
+
+def test_a_bad_log_level_or_format_is_a_usage_error() -> None:
+    for env in ({"RIVERFLOW_LOG_LEVEL": "verbose"}, {"RIVERFLOW_LOG_FORMAT": "xml"}):
+        result = riverflow("kafka", "status", "--port", "1", env=env)
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        assert next(iter(env)) in result.stderr
+    flag = riverflow("kafka", "status", "--log-level", "loud")
+    assert flag.returncode == 2 and "'loud' is not a log level" in flag.stderr
+
+
+def test_json_logs_and_unknown_variables_are_reported() -> None:
+    misspelt = "RIVERFLOW_" + "BOOTSTRAP_SERVER"  # built, so the repository never names it
+    result = riverflow(
+        "kafka", "status", "--port", "1", env={"RIVERFLOW_LOG_FORMAT": "json", misspelt: "x"}
+    )
+    records = [json.loads(line) for line in result.stderr.splitlines()]
+    assert records[0]["level"] == "WARNING" and records[0]["logger"] == "riverflow"
+    assert "did you mean RIVERFLOW_BOOTSTRAP_SERVERS?" in records[0]["message"]
+    assert "time" in records[0]

@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 
 from riverflow.metrics import InferenceMetrics, LearnerMetrics
-from riverflow.settings import Settings
+from riverflow.settings import OTHER_ENV, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
@@ -16,6 +16,7 @@ README = (ROOT / "README.md").read_text()
 def test_every_setting_is_in_the_settings_table() -> None:
     missing = [n for n in Settings.model_fields if f"`RIVERFLOW_{n.upper()}`" not in README]
     assert missing == []
+    assert [n for n in OTHER_ENV if f"`{n}`" not in README] == []
 
 
 def test_every_metric_family_is_in_the_metrics_table() -> None:

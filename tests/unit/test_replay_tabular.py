@@ -153,8 +153,9 @@ def test_bad_csv_files_are_config_errors(
 
 
 def test_unreadable_files_are_config_errors(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="cannot read CSV file .*missing.csv"):
-        replay(tmp_path / "missing.csv", target="y")
+    (tmp_path / "folder.csv").mkdir()
+    with pytest.raises(ConfigError, match="cannot read CSV file .*folder.csv"):
+        replay(tmp_path / "folder.csv", target="y")
     latin = tmp_path / "latin.csv"
     latin.write_bytes("x,y\n1,caf\xe9\n".encode("latin-1"))
     with pytest.raises(ConfigError, match="not UTF-8"):
@@ -166,6 +167,15 @@ def test_a_csv_needs_a_target_and_a_dataset_refuses_csv_options(tmp_path: Path) 
         open_source(str(write(tmp_path, "x,y\n1,2\n")))
     with pytest.raises(ConfigError, match="are for CSV files"):
         open_source("phishing", target="is_phishing")
+
+
+@pytest.mark.parametrize("target", [None, "label"])
+def test_a_missing_csv_file_is_named_before_anything_else(
+    tmp_path: Path, target: str | None
+) -> None:
+    missing = tmp_path / "nosuchfile.csv"
+    with pytest.raises(ConfigError, match=f"CSV file {missing} does not exist"):
+        open_source(str(missing), target=target)
 
 
 @pytest.mark.parametrize("name", ["phishing", "Phishing", "PHISHING"])
@@ -201,8 +211,8 @@ def test_datasets_that_need_a_download_are_refused_naming_the_offline_ones(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["/nonexistent/readings.csv", "--target", "y"], "cannot read CSV file"),
-        (["readings.csv"], "--target is required"),
+        (["/nonexistent/readings.csv", "--target", "y"], "/nonexistent/readings.csv does not"),
+        (["nosuchfile.csv"], "CSV file nosuchfile.csv does not exist"),
         (["elec2x"], "datasets that work offline"),
         (["phishing", "--label-delay", "1", "--label-delay-events", "1"], "not allowed with"),
     ],

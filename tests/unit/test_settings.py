@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
 from riverflow.errors import ConfigError
-from riverflow.settings import Settings, kafka_kwargs, load_settings
+from riverflow.settings import OTHER_ENV, Settings, kafka_kwargs, load_settings, unknown_env
 
 
 @pytest.fixture(autouse=True)
@@ -102,3 +105,53 @@ def test_plaintext_kwargs_are_minimal() -> None:
 def test_model_name_of_a_custom_factory() -> None:
     assert load_settings(model="my.models:fancy").model_name == "fancy"
     assert load_settings(model="logreg").model_name == "logreg"
+
+
+# Misspelt names are built, not written out, so the scan below never finds them in the repo.
+P = "RIVERFLOW_"
+
+
+def test_unknown_variables_are_reported_with_the_closest_name() -> None:
+    warnings = unknown_env(
+        {
+            P + "BOOTSTRAP_SERVER": "kafka:9092",
+            P + "SIGNING_KEY": "k",
+            P + "NONSENSE_XYZZY": "1",
+            "PATH": "/bin",
+        }
+    )
+    assert warnings == [
+        f"{P}BOOTSTRAP_SERVER is not a riverflow setting and is ignored "
+        f"(did you mean {P}BOOTSTRAP_SERVERS?)",
+        f"{P}NONSENSE_XYZZY is not a riverflow setting and is ignored",
+        f"{P}SIGNING_KEY is not a riverflow setting and is ignored "
+        f"(did you mean {P}MODEL_SIGNING_KEY?)",
+    ]
+
+
+def test_settings_and_the_projects_own_variables_are_not_reported() -> None:
+    environ = {f"{P}{name.upper()}": "x" for name in Settings.model_fields}
+    environ |= {name: "x" for name in OTHER_ENV}
+    environ |= {P + "TEST_KAFKA_PORT": "19092", P + "TEST_ANYTHING_NEW": "1"}
+    environ |= {P.lower() + "model": "logreg"}  # read in any case, so known in any case
+    assert unknown_env(environ) == []
+
+
+def test_every_riverflow_variable_the_repository_names_is_known() -> None:
+    """A variable read somewhere but missing from OTHER_ENV would be reported as unknown."""
+    root = Path(__file__).resolve().parents[2]
+    known = {f"{P}{name.upper()}" for name in Settings.model_fields} | OTHER_ENV
+    found: dict[str, str] = {}
+    for path in root.rglob("*"):
+        if ".git" in path.parts or not path.is_file() or path.suffix in {".pyc", ".lock"}:
+            continue
+        try:
+            text = path.read_text()
+        except (UnicodeDecodeError, OSError):
+            continue
+        for name in re.findall(r"\bRIVERFLOW_[A-Z0-9_]*[A-Z0-9]\b", text):
+            found.setdefault(name, str(path.relative_to(root)))
+    unknown = {
+        n: where for n, where in found.items() if n not in known and not n.startswith(P + "TEST_")
+    }
+    assert unknown == {}, "add these to settings.OTHER_ENV (or make them settings)"
