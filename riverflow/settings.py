@@ -17,7 +17,9 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="RIVERFLOW_", frozen=True, extra="forbid")
 
-    # Kafka connection; security options pass through to kafka-python unchanged.
+    # Kafka connection; security options map to each client's own names (riverflow.transport).
+    # kafka-python (pure Python) or confluent (librdkafka: pip install "riverflow[fast]").
+    kafka_client: Literal["kafka-python", "confluent"] = "kafka-python"
     bootstrap_servers: str = "127.0.0.1:9092"
     client_id: str = "riverflow"
     # How long a client waits for a first broker answer before giving up with a clear error.

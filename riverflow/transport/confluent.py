@@ -1,0 +1,680 @@
+"""The transport over confluent-kafka (librdkafka): records are fetched, decoded and produced in C
+on librdkafka's own threads. Installed with ``pip install "riverflow[fast]"``; imported only
+when ``kafka_client`` is ``confluent``.
+
+What librdkafka does differently, and how the contract is kept:
+
+- ``consume(n, timeout)`` waits for all ``n`` records or the whole timeout: :meth:`poll_batch`
+  takes what is ready, and only when nothing is waits for the first record.
+- Rebalance callbacks run inside ``consume``/``poll`` on the caller's thread; the Python client
+  assigns (incrementally, under cooperative-sticky) when the callback does not.
+- ``seek`` refuses a partition whose fetcher has not started (``_STATE``) and ``position`` knows
+  nothing before the first record: an assign-only reader re-assigns the partition at the
+  offset instead, and the offset sought stands for the position until records arrive.
+- Delivery reports are served by ``poll``/``flush``: a send serves them every
+  :data:`SERVE_EVERY` records, so a long run without flushes holds few of them.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from confluent_kafka import Consumer as _Consumer
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import Producer as _Producer
+from confluent_kafka import TopicPartition as _TopicPartition
+from confluent_kafka.admin import AdminClient, ConfigResource, NewPartitions, NewTopic
+
+from riverflow.settings import Settings
+from riverflow.transport.base import (
+    Batch,
+    DeliveryCallback,
+    Headers,
+    Message,
+    RebalanceListener,
+    Record,
+    TopicPartition,
+    default_max_request_bytes,
+)
+from riverflow.transport.errors import (
+    AbortableTransactionError,
+    BrokerUnavailable,
+    CommitFailed,
+    Fatal,
+    Fenced,
+    RecordRejected,
+    RecordTooLarge,
+    Timeout,
+    TopicExists,
+    TopicMissing,
+    TransportError,
+)
+
+log = logging.getLogger(__name__)
+# librdkafka's own log lines, at the level the CLI sets for client libraries.
+librdkafka_log = logging.getLogger("kafka.librdkafka")
+
+# Delivery reports served per this many sends: each waiting report holds its record's memory.
+SERVE_EVERY = 1000
+# How long a send waits for room in a full queue, as kafka-python's max_block_ms.
+MAX_BLOCK_S = 60.0
+# A consumer error repeated within this many seconds is not logged again.
+ERROR_LOG_EVERY_S = 60.0
+
+_FENCED = {
+    KafkaError._FENCED,
+    KafkaError.PRODUCER_FENCED,
+    KafkaError.TRANSACTION_COORDINATOR_FENCED,
+}
+_TOO_LARGE = {KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE}
+_REJECTED = {KafkaError.INVALID_RECORD, KafkaError.INVALID_MSG}
+_COMMIT_FAILED = {
+    KafkaError.ILLEGAL_GENERATION,
+    KafkaError.UNKNOWN_MEMBER_ID,
+    KafkaError.REBALANCE_IN_PROGRESS,
+    KafkaError._ASSIGNMENT_LOST,
+    KafkaError.FENCED_INSTANCE_ID,
+    KafkaError.STALE_MEMBER_EPOCH,
+}
+_TOPIC_MISSING = {
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError._UNKNOWN_TOPIC,
+    KafkaError._UNKNOWN_PARTITION,
+}
+_TIMEOUT = {
+    KafkaError._TIMED_OUT,
+    KafkaError._MSG_TIMED_OUT,
+    KafkaError.REQUEST_TIMED_OUT,
+    KafkaError._TIMED_OUT_QUEUE,
+}
+_UNAVAILABLE = {KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._RESOLVE}
+
+
+def _error(err: KafkaError) -> TransportError:
+    """The one mapping of librdkafka's errors to riverflow's."""
+    code = err.code()
+    name = err.name()
+    message = f"{name}: {err.str()}"
+    kind: type[TransportError]
+    if code in _FENCED or (code == KafkaError.INVALID_PRODUCER_EPOCH and err.fatal()):
+        kind = Fenced
+    elif err.fatal():
+        kind = Fatal
+    elif err.txn_requires_abort():
+        kind = AbortableTransactionError
+    elif code in _TOO_LARGE:
+        kind = RecordTooLarge
+    elif code in _REJECTED:
+        kind = RecordRejected
+    elif code in _COMMIT_FAILED:
+        kind = CommitFailed
+    elif code in _TOPIC_MISSING:
+        kind = TopicMissing
+    elif code == KafkaError.TOPIC_ALREADY_EXISTS:
+        kind = TopicExists
+    elif code in _TIMEOUT:
+        kind = Timeout
+    elif code in _UNAVAILABLE:
+        kind = BrokerUnavailable
+    else:
+        return TransportError(message, name, bool(err.retriable()))
+    return kind(message, name)
+
+
+def _raised(exc: KafkaException) -> TransportError:
+    arg = exc.args[0] if exc.args else None
+    if isinstance(arg, KafkaError):
+        return _error(arg)
+    return TransportError(str(exc), "KafkaException")
+
+
+@contextmanager
+def _mapped() -> Iterator[None]:
+    try:
+        yield
+    except KafkaException as exc:
+        raise _raised(exc) from exc
+
+
+def client_config(settings: Settings) -> dict[str, Any]:
+    """librdkafka properties for connection and security, shared by every client."""
+    conf: dict[str, Any] = {
+        "bootstrap.servers": settings.bootstrap_servers,
+        "security.protocol": settings.security_protocol,
+        "topic.metadata.refresh.interval.ms": int(settings.metadata_refresh_s * 1000),
+    }
+    if settings.sasl_mechanism:
+        conf["sasl.mechanism"] = settings.sasl_mechanism
+    if settings.sasl_username is not None:
+        conf["sasl.username"] = settings.sasl_username
+    if settings.sasl_password is not None:
+        conf["sasl.password"] = settings.sasl_password.get_secret_value()
+    for key, prop in (
+        ("ssl_cafile", "ssl.ca.location"),
+        ("ssl_certfile", "ssl.certificate.location"),
+        ("ssl_keyfile", "ssl.key.location"),
+    ):
+        value = getattr(settings, key)
+        if value:
+            conf[prop] = value
+    if settings.ssl_password is not None:
+        conf["ssl.key.password"] = settings.ssl_password.get_secret_value()
+    return conf
+
+
+def consumer_config(
+    settings: Settings,
+    group_id: str | None,
+    *,
+    cooperative: bool = False,
+    session_timeout_ms: int | None = None,
+    heartbeat_interval_ms: int | None = None,
+    max_record_bytes: int | None = None,
+    committed_only: bool = True,
+) -> dict[str, Any]:
+    """Consumer properties: manual commits only, read_committed by default."""
+    conf = client_config(settings)
+    conf.update(
+        {
+            "client.id": f"{settings.client_id}-consumer",
+            # librdkafka wants a group even to assign: an assign-only reader never joins it
+            # and commits nothing to it, so its start offsets come from auto.offset.reset.
+            "group.id": group_id or f"{settings.client_id}-unjoined",
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": settings.auto_offset_reset,
+            "max.poll.interval.ms": settings.max_poll_interval_ms,
+            "isolation.level": "read_committed" if committed_only else "read_uncommitted",
+            # The same assignors as the kafka-python transport's, so members can share a group.
+            "partition.assignment.strategy": "cooperative-sticky"
+            if cooperative
+            else "range,roundrobin",
+        }
+    )
+    if session_timeout_ms is not None:
+        conf["session.timeout.ms"] = session_timeout_ms
+    if heartbeat_interval_ms is not None:
+        conf["heartbeat.interval.ms"] = heartbeat_interval_ms
+    if max_record_bytes is not None:
+        conf["max.partition.fetch.bytes"] = max_record_bytes
+        conf["fetch.max.bytes"] = max_record_bytes
+    return conf
+
+
+def producer_config(
+    settings: Settings,
+    *,
+    transactional_id: str | None = None,
+    transaction_timeout_ms: int | None = None,
+    max_request_bytes: int | None = None,
+    linger_ms: int | None = None,
+) -> dict[str, Any]:
+    """Producer properties: acks=all and idempotent, batched by a short linger."""
+    conf = client_config(settings)
+    conf.update(
+        {
+            "client.id": f"{settings.client_id}-producer",
+            "acks": "all",
+            "enable.idempotence": True,
+            "linger.ms": 5 if linger_ms is None else linger_ms,
+            "message.max.bytes": max_request_bytes or default_max_request_bytes(settings),
+            # The Java client's (and kafka-python's) partitioner: a key's partition does not
+            # depend on the transport that wrote it (librdkafka's default hashes with CRC32).
+            "partitioner": "murmur2_random",
+        }
+    )
+    if transactional_id is not None:
+        conf["transactional.id"] = transactional_id
+    if transaction_timeout_ms is not None:
+        conf["transaction.timeout.ms"] = transaction_timeout_ms
+    return conf
+
+
+def _on_client_error(err: KafkaError) -> None:
+    (log.error if err.fatal() else log.warning)("Kafka client: %s", err.str())
+
+
+def _on_commit(err: KafkaError | None, partitions: Any) -> None:
+    if err is not None and err.code() != KafkaError._NO_OFFSET:
+        log.warning("asynchronous offset commit failed (a later one covers it): %s", err.str())
+
+
+class ConfluentClients:
+    name = "confluent"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def _hooks(self) -> dict[str, Any]:
+        return {"logger": librdkafka_log, "error_cb": _on_client_error}
+
+    def consumer(self, group_id: str | None = None, **options: Any) -> ConfluentConsumer:
+        conf = consumer_config(self.settings, group_id, **options)
+        conf.update(self._hooks(), on_commit=_on_commit)
+        with _mapped():
+            client = _Consumer(conf)
+        try:
+            self._check(client)
+        except BrokerUnavailable:
+            client.close()
+            raise
+        return ConfluentConsumer(client, self.settings, joins=group_id is not None)
+
+    def producer(self, **options: Any) -> ConfluentProducer:
+        conf = producer_config(self.settings, **options)
+        conf.update(self._hooks())
+        with _mapped():
+            client = _Producer(conf)
+        self._check(client)
+        return ConfluentProducer(client)
+
+    def admin(self) -> ConfluentAdmin:
+        conf = client_config(self.settings)
+        conf.update(self._hooks(), **{"client.id": f"{self.settings.client_id}-admin"})
+        with _mapped():
+            client = AdminClient(conf)
+        self._check(client)
+        return ConfluentAdmin(client, self.settings.bootstrap_timeout_s)
+
+    def _check(self, client: Any) -> None:
+        """librdkafka connects lazily and retries forever: a metadata round trip within
+        bootstrap_timeout_s gives the same clear error as kafka-python's eager bootstrap."""
+        try:
+            client.list_topics(timeout=self.settings.bootstrap_timeout_s)
+        except KafkaException:
+            raise BrokerUnavailable(
+                f"no Kafka broker answers at {self.settings.bootstrap_servers}: start one with "
+                "`riverflow kafka start` or set RIVERFLOW_BOOTSTRAP_SERVERS",
+                "bootstrap",
+            ) from None
+
+
+def _ck(tp: TopicPartition, offset: int | None = None) -> _TopicPartition:
+    if offset is None:
+        return _TopicPartition(tp.topic, tp.partition)
+    return _TopicPartition(tp.topic, tp.partition, offset)
+
+
+def _ours(partitions: Iterable[Any]) -> set[TopicPartition]:
+    return {TopicPartition(tp.topic, tp.partition) for tp in partitions}
+
+
+def _offsets(offsets: Mapping[TopicPartition, int]) -> list[_TopicPartition]:
+    return [_ck(tp, offset) for tp, offset in offsets.items()]
+
+
+class ConfluentConsumer:
+    def __init__(self, client: _Consumer, settings: Settings, joins: bool) -> None:
+        self._c = client
+        self._max_records = settings.max_poll_records
+        self._metadata_timeout_s = settings.bootstrap_timeout_s
+        self._joins = joins
+        self._listener: RebalanceListener | None = None
+        self._assigned: set[TopicPartition] = set()  # an assign-only reader's partitions
+        # Offsets sought that librdkafka's position() does not show until records arrive.
+        self._sought: dict[TopicPartition, int] = {}
+        self._errors_logged: dict[int, float] = {}
+
+    # -- membership ------------------------------------------------------------------------
+
+    def subscribe(self, topics: Sequence[str], listener: RebalanceListener | None = None) -> None:
+        self._listener = listener
+        callbacks: dict[str, Any] = {}
+        if listener is not None:
+            callbacks = {
+                "on_assign": self._on_assign,
+                "on_revoke": self._on_revoke,
+                "on_lost": self._on_lost,
+            }
+        with _mapped():
+            self._c.subscribe(list(topics), **callbacks)
+
+    def _on_assign(self, client: Any, partitions: list[Any]) -> None:
+        assert self._listener is not None
+        self._listener.on_assigned(_ours(partitions))
+
+    def _on_revoke(self, client: Any, partitions: list[Any]) -> None:
+        assert self._listener is not None
+        revoked = _ours(partitions)
+        self._forget(revoked)
+        offsets = self._listener.on_revoked(revoked)
+        if not offsets:
+            return
+        try:
+            self._c.commit(offsets=_offsets(offsets), asynchronous=False)
+            log.info("committed %d partitions' offsets before giving them away", len(offsets))
+        except KafkaException as exc:
+            log.warning("commit on revocation failed (that work will be repeated): %s", exc)
+
+    def _on_lost(self, client: Any, partitions: list[Any]) -> None:
+        assert self._listener is not None
+        lost = _ours(partitions)
+        self._forget(lost)
+        self._listener.on_lost(lost)
+
+    def _forget(self, partitions: Iterable[TopicPartition]) -> None:
+        for tp in partitions:
+            self._sought.pop(tp, None)
+
+    def assign(self, partitions: Iterable[TopicPartition]) -> None:
+        wanted = set(partitions)
+        gone, new = self._assigned - wanted, wanted - self._assigned
+        with _mapped():
+            if gone:
+                self._c.incremental_unassign([_ck(tp) for tp in gone])
+            if new:
+                self._c.incremental_assign([_ck(tp) for tp in sorted(new)])
+        self._assigned = wanted
+        self._forget(gone)
+
+    def assignment(self) -> set[TopicPartition]:
+        with _mapped():
+            return _ours(self._c.assignment())
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def poll_batch(self, timeout_s: float, max_records: int | None = None) -> Batch:
+        n = max_records or self._max_records
+        c = self._c
+        with _mapped():
+            messages = c.consume(n, 0)
+            if not messages:
+                first = c.poll(timeout_s)
+                if first is None:
+                    return {}
+                messages = [first, *c.consume(n - 1, 0)] if n > 1 else [first]
+        return self._by_partition(messages)
+
+    def _by_partition(self, messages: list[Any]) -> Batch:
+        batch: Batch = {}
+        records: list[Record] = []
+        topic, partition = "", -1
+        for m in messages:
+            err = m.error()
+            if err is not None:
+                self._consumer_error(err)
+                continue
+            t, p = m.topic(), m.partition()
+            if p != partition or t != topic:
+                topic, partition = t, p
+                records = batch.setdefault(TopicPartition(t, p), [])
+            records.append(
+                Message(t, p, m.offset(), m.key(), m.value(), m.headers() or (), m.timestamp()[1])
+            )
+        if self._sought:
+            self._forget(batch)
+        return batch
+
+    def _consumer_error(self, err: KafkaError) -> None:
+        """Errors in the stream are librdkafka's news (it retries by itself), except fatal ones."""
+        if err.fatal():
+            raise _error(err)
+        now = time.monotonic()
+        if now - self._errors_logged.get(err.code(), -ERROR_LOG_EVERY_S) >= ERROR_LOG_EVERY_S:
+            self._errors_logged[err.code()] = now
+            log.warning("consumer: %s", err.str())
+
+    # -- offsets ---------------------------------------------------------------------------
+
+    def commit(self, offsets: Mapping[TopicPartition, int], asynchronous: bool = False) -> None:
+        if not offsets:
+            return
+        with _mapped():
+            result = self._c.commit(offsets=_offsets(offsets), asynchronous=asynchronous)
+        for tp in result or ():
+            if tp.error is not None:
+                raise _error(tp.error)
+
+    def position(self, partition: TopicPartition, timeout_s: float = 0.1) -> int | None:
+        sought = self._sought.get(partition)
+        if sought is not None:
+            return sought
+        with _mapped():
+            (found,) = self._c.position([_ck(partition)])
+        return int(found.offset) if found.offset >= 0 else None
+
+    def committed(
+        self, partitions: Collection[TopicPartition], timeout_s: float = 10.0
+    ) -> dict[TopicPartition, int | None]:
+        with _mapped():
+            found = self._c.committed([_ck(tp) for tp in partitions], timeout=timeout_s)
+        return {
+            TopicPartition(tp.topic, tp.partition): int(tp.offset) if tp.offset >= 0 else None
+            for tp in found
+        }
+
+    def _watermarks(
+        self, partitions: Collection[TopicPartition], timeout_s: float
+    ) -> dict[TopicPartition, tuple[int, int]]:
+        with _mapped():
+            return {
+                tp: self._c.get_watermark_offsets(_ck(tp), timeout=timeout_s, cached=False)
+                for tp in partitions
+            }
+
+    def beginning_offsets(
+        self, partitions: Collection[TopicPartition], timeout_s: float = 10.0
+    ) -> dict[TopicPartition, int]:
+        return {tp: int(low) for tp, (low, _) in self._watermarks(partitions, timeout_s).items()}
+
+    def end_offsets(
+        self, partitions: Collection[TopicPartition], timeout_s: float = 10.0
+    ) -> dict[TopicPartition, int]:
+        return {tp: int(high) for tp, (_, high) in self._watermarks(partitions, timeout_s).items()}
+
+    def highwater(self, partition: TopicPartition) -> int | None:
+        try:
+            found = self._c.get_watermark_offsets(_ck(partition), cached=True)
+        except KafkaException:
+            return None
+        if found is None or found[1] < 0:
+            return None
+        return int(found[1])
+
+    def seek(self, partition: TopicPartition, offset: int) -> None:
+        try:
+            self._c.seek(_ck(partition, offset))
+        except KafkaException as exc:
+            refused = _raised(exc)
+            if self._joins or exc.args[0].code() != KafkaError._STATE:
+                raise refused from exc
+            # Not fetched yet: an assign-only reader assigns the partition afresh at the offset.
+            with _mapped():
+                self._c.incremental_unassign([_ck(partition)])
+                self._c.incremental_assign([_ck(partition, offset)])
+        self._sought[partition] = offset
+
+    def pause(self, partitions: Iterable[TopicPartition]) -> None:
+        with _mapped():
+            self._c.pause([_ck(tp) for tp in partitions])
+
+    def resume(self, partitions: Iterable[TopicPartition]) -> None:
+        with _mapped():
+            self._c.resume([_ck(tp) for tp in partitions])
+
+    def partitions_for_topic(self, topic: str) -> set[int]:
+        with _mapped():
+            metadata = self._c.list_topics(topic, timeout=self._metadata_timeout_s)
+        found = metadata.topics.get(topic)
+        if found is None or (found.error is not None and found.error.code() in _TOPIC_MISSING):
+            return set()
+        return set(found.partitions)
+
+    def group_metadata(self) -> Any:
+        with _mapped():
+            return self._c.consumer_group_metadata()
+
+    def close(self, timeout_s: float) -> None:
+        with _mapped():
+            self._c.close()
+
+
+def _deliver(on_delivery: DeliveryCallback, err: KafkaError | None, message: Any) -> None:
+    on_delivery(None if err is None else _error(err))
+
+
+def _report(err: KafkaError | None, message: Any) -> None:
+    if err is not None:
+        log.warning("a record was not delivered: %s", _error(err))
+
+
+class ConfluentProducer:
+    def __init__(self, client: _Producer) -> None:
+        self._p = client
+        self._unserved = 0
+        self._fatal: Fatal | None = None
+
+    def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Headers | None = None,
+        on_delivery: DeliveryCallback | None = None,
+    ) -> None:
+        report = _report if on_delivery is None else functools.partial(_deliver, on_delivery)
+        try:
+            self._p.produce(topic, value, key, on_delivery=report, headers=headers)
+        except BufferError:
+            self._produce_when_room(topic, key, value, headers, report)
+        except KafkaException as exc:
+            raise _raised(exc) from exc
+        self._unserved += 1
+        if self._unserved >= SERVE_EVERY:
+            self._unserved = 0
+            self._p.poll(0)
+
+    def _produce_when_room(
+        self, topic: str, key: Any, value: Any, headers: Any, report: Any
+    ) -> None:
+        """The queue is full: serve delivery reports until a record fits, within MAX_BLOCK_S."""
+        deadline = time.monotonic() + MAX_BLOCK_S
+        while True:
+            self._p.poll(0.05)
+            try:
+                self._p.produce(topic, value, key, on_delivery=report, headers=headers)
+                return
+            except BufferError:
+                if time.monotonic() > deadline:
+                    raise Timeout(
+                        f"the producer's queue stayed full for {MAX_BLOCK_S:.0f}s", "QUEUE_FULL"
+                    ) from None
+            except KafkaException as exc:
+                raise _raised(exc) from exc
+
+    def flush(self, timeout_s: float) -> int:
+        self._unserved = 0
+        with _mapped():
+            return int(self._p.flush(timeout_s))
+
+    @contextmanager
+    def _transactional(self) -> Iterator[None]:
+        """A fatal error ends the producer; librdkafka says so only once (later calls fail with
+        an unrelated _CONFLICT), so it is remembered."""
+        if self._fatal is not None:
+            raise self._fatal
+        try:
+            yield
+        except KafkaException as exc:
+            error = _raised(exc)
+            if isinstance(error, Fatal):
+                self._fatal = error
+            raise error from exc
+
+    def init_transactions(self, timeout_s: float) -> None:
+        with self._transactional():
+            self._p.init_transactions(timeout_s)
+
+    def begin_transaction(self) -> None:
+        with self._transactional():
+            self._p.begin_transaction()
+
+    def send_offsets_to_transaction(
+        self, offsets: Mapping[TopicPartition, int], group_metadata: Any, timeout_s: float
+    ) -> None:
+        with self._transactional():
+            self._p.send_offsets_to_transaction(_offsets(offsets), group_metadata, timeout_s)
+
+    def commit_transaction(self, timeout_s: float) -> None:
+        with self._transactional():
+            self._p.commit_transaction(timeout_s)
+
+    def abort_transaction(self, timeout_s: float) -> None:
+        with self._transactional():
+            self._p.abort_transaction(timeout_s)
+        self._p.poll(0)  # the purged records' reports
+
+    def close(self, timeout_s: float) -> None:
+        """librdkafka's producer has no close: flush, and the client goes with its last
+        reference."""
+        with _mapped():
+            self._p.flush(timeout_s)
+
+
+class ConfluentAdmin:
+    def __init__(self, client: AdminClient, timeout_s: float) -> None:
+        self._a = client
+        self._timeout_s = timeout_s
+
+    def _wait(self, futures: Mapping[Any, Any]) -> None:
+        with _mapped():
+            for future in futures.values():
+                future.result(self._timeout_s)
+
+    def list_topics(self) -> set[str]:
+        with _mapped():
+            return set(self._a.list_topics(timeout=self._timeout_s).topics)
+
+    def create_topic(
+        self, name: str, partitions: int, configs: Mapping[str, str] | None = None
+    ) -> None:
+        topic = NewTopic(name, partitions, config=dict(configs or {}))
+        self._wait(self._a.create_topics([topic], operation_timeout=self._timeout_s))
+
+    def describe_topics(self, names: Collection[str]) -> dict[str, int]:
+        with _mapped():
+            topics = self._a.list_topics(timeout=self._timeout_s).topics
+        return {
+            n: len(topics[n].partitions) for n in names if n in topics and topics[n].error is None
+        }
+
+    def describe_configs(self, names: Collection[str]) -> dict[str, dict[str, str]]:
+        futures = self._a.describe_configs([ConfigResource("topic", n) for n in names])
+        found: dict[str, dict[str, str]] = {}
+        with _mapped():
+            for resource, future in futures.items():
+                entries = future.result(self._timeout_s)
+                found[resource.name] = {
+                    k: e.value for k, e in entries.items() if e.value is not None
+                }
+        return found
+
+    def create_partitions(self, topic: str, total: int) -> None:
+        futures = self._a.create_partitions(
+            [NewPartitions(topic, total)], operation_timeout=self._timeout_s
+        )
+        self._wait(futures)
+
+    def delete_topics(self, names: Collection[str]) -> None:
+        if names:
+            self._wait(self._a.delete_topics(list(names), operation_timeout=self._timeout_s))
+
+    def list_consumer_groups(self) -> set[str]:
+        with _mapped():
+            result = self._a.list_consumer_groups(request_timeout=self._timeout_s).result()
+        return {g.group_id for g in result.valid}
+
+    def delete_consumer_groups(self, group_ids: Collection[str]) -> None:
+        if group_ids:
+            futures = self._a.delete_consumer_groups(
+                list(group_ids), request_timeout=self._timeout_s
+            )
+            self._wait(futures)
+
+    def close(self) -> None:
+        """librdkafka's admin client has no close: it goes with its last reference."""
