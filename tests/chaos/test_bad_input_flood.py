@@ -124,6 +124,10 @@ def test_every_hostile_reading_is_dead_lettered_and_every_good_one_predicted(
     for stage in ("decode", "validate", "predict"):
         assert sample(page, "riverflow_dead_letters", stage=stage) == stages[stage], stage
     assert sample(page, "riverflow_predictions") == len(good_ids)
+    print(
+        f"\nflood: {len(good_ids)} good readings each predicted once, {len(expected)} hostile ones "
+        f"each dead-lettered once: {dict(sorted(reasons.items()))}"
+    )
     assert set(HARMLESS_NAMES) <= {
         labels["feature"] for labels, _ in page.select("riverflow_feature_drift_score")
     }

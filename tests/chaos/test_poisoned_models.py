@@ -90,6 +90,7 @@ def test_a_poisoned_models_topic_runs_nothing_and_changes_nothing(
     strict_page(learner)
     assert learner.stop() == 0 and infer.stop() == 0
     assert [m.name for m in markers if m.exists()] == []
+    print(f"\npoison: refused {dict(refused)}, kept v{version}, then served v{newest}; 400 learned")
 
 
 def published(learner: LearnerProcess, learned: int) -> int | None:
