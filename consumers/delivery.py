@@ -28,6 +28,7 @@ from typing import Any, Protocol
 from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
 from kafka.errors import (
     CorruptRecordError,
+    FencedInstanceIdError,
     InvalidRecordError,
     KafkaError,
     KafkaTimeoutError,
@@ -239,6 +240,8 @@ class AtLeastOnce(_Outputs):
         self._pending.update(offsets)
         try:
             self._consumer.commit(dict(self._pending))
+        except FencedInstanceIdError:
+            raise  # another process has this member's place: no later commit will pass
         except KafkaError as exc:
             # The outputs are in Kafka; a later commit of higher offsets covers these.
             log.warning("offset commit failed, retrying with the next batch: %s", exc)

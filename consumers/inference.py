@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
 from kafka import AsyncConsumerRebalanceListener, OffsetAndMetadata, TopicPartition
-from kafka.errors import KafkaError
+from kafka.errors import FencedInstanceIdError, KafkaError
 
 from consumers.delivery import BatchFailed, Delivery, RecordRefused, delivery_for
 from consumers.model_follower import ModelFollower, ServedModel, trust_from
@@ -28,7 +28,7 @@ from online_model import tasks
 from online_model.drift import FeatureDriftMonitor
 from online_model.presets import resolve
 from riverflow.cli import add_worker_arguments, settings_from
-from riverflow.clients import consumer, lag_samples
+from riverflow.clients import close_member, consumer, duplicate_instance, lag_samples
 from riverflow.connectivity import BrokerLink
 from riverflow.errors import InvalidEvent, describe
 from riverflow.lifecycle import Stopper
@@ -143,6 +143,8 @@ class InferenceWorker:
             self.start()
             while not self.stopper.stopping:
                 self.step()
+        except FencedInstanceIdError:  # raised by poll() when it rejoins the group
+            raise duplicate_instance(self.settings, self.group_id) from None
         finally:
             self.close()
 
@@ -173,7 +175,7 @@ class InferenceWorker:
 
         self.link.close()
         self.delivery.close(left())
-        self.consumer.close(autocommit=False, timeout_ms=int(left() * 1000))
+        close_member(self.consumer, self.settings, left())
         self.feed.close(left())
         log.info(
             "infer stopped (%s): model %s v%d",
@@ -239,6 +241,9 @@ class InferenceWorker:
             produced_ms = self.delivery.commit(offsets)
         except (BatchFailed, KafkaError) as exc:
             self._rewind(batch, exc)
+            if FencedInstanceIdError in (type(exc), type(exc.__cause__)):
+                # Re-reading would repeat the batch for good: the group is another's now.
+                raise duplicate_instance(self.settings, self.group_id) from exc
             return False
         if careful:
             refusals.settle(offsets)
@@ -393,10 +398,10 @@ class _CommitOnRevoke(AsyncConsumerRebalanceListener):
         self.worker.delivery.take_pending(lost)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        if assigned:
-            # --idle-exit counts from when there is something to read: joining a group whose
-            # crashed member has not timed out yet can take longer than the idle limit.
-            self.worker.stopper.saw_input(len(assigned))
+        # --idle-exit counts from the first assignment, and again from each one that brings
+        # partitions (something to read).
+        self.worker.stopper.joined()
+        self.worker.stopper.saw_input(len(assigned))
         log.info("assigned %s", ", ".join(f"{tp.topic}/{tp.partition}" for tp in sorted(assigned)))
 
 

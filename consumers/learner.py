@@ -3,7 +3,8 @@
 One learner is *active* per model; extra processes are standbys. Every learner joins the consumer
 group ``riverflow-learn-<model>`` subscribed to the one-partition models topic, and whoever holds
 that partition is active (the cooperative sticky assignor keeps it where it is when standbys
-come and go; a dead holder's partition moves after the session timeout).
+come and go; a dead holder's partition moves after the session timeout, or at once to its
+restart when the learner has an ``--instance-id``: static membership).
 
 Becoming active starts a :class:`consumers.session.Session`: fence earlier learners of the
 model, load the latest snapshot and resume the inputs from its checkpoint. Then, batch by
@@ -25,7 +26,8 @@ from typing import Any
 
 from kafka import ConsumerRebalanceListener, TopicPartition
 from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
-from kafka.errors import KafkaError
+from kafka.errors import FencedInstanceIdError, KafkaError
+from kafka.structs import MemberState
 
 from consumers.model_follower import trust_from
 from consumers.model_publisher import Fenced
@@ -33,7 +35,14 @@ from consumers.session import Session
 from online_model.drift import DETECTORS, make_detector
 from online_model.presets import ModelSpec, resolve
 from riverflow.cli import add_worker_arguments, settings_from
-from riverflow.clients import close_producer, consumer, producer, topic_partitions
+from riverflow.clients import (
+    close_member,
+    close_producer,
+    consumer,
+    duplicate_instance,
+    producer,
+    topic_partitions,
+)
 from riverflow.connectivity import BrokerLink
 from riverflow.errors import BrokerError, ConfigError
 from riverflow.lifecycle import Stopper
@@ -43,13 +52,11 @@ from riverflow.settings import Settings
 log = logging.getLogger(__name__)
 
 DEFAULT_METRICS_PORT = 8001
-# A dead active learner is noticed after the session timeout; a standby then takes over in
-# another heartbeat or two: ~10-15 s in all. Heartbeats at a third of the session, as Kafka advises.
-SESSION_TIMEOUT_MS = 10_000
-HEARTBEAT_INTERVAL_MS = 3_000
-# A revoked learner publishes its final snapshot inside the rebalance callback, which holds up
-# the group's heartbeats: stay well inside the session timeout.
-REVOKE_PUBLISH_TIMEOUT_S = SESSION_TIMEOUT_MS / 1000 / 3
+# A dead active learner is noticed after the session timeout (session_timeout_s, 10 s); a standby
+# then takes over in another heartbeat or two. A revoked learner publishes its final snapshot
+# inside the rebalance callback, which holds up the group's heartbeats: it gets this share of
+# the session timeout.
+REVOKE_PUBLISH_SHARE = 1 / 3
 # A standby checks for the models partition this often.
 STANDBY_POLL_MS = 500
 # The active learner lets the group client run (rejoin when a standby arrives, callbacks) this
@@ -154,11 +161,7 @@ class Learner(ConsumerRebalanceListener):
         s = self.settings
         group_id = s.group_id or f"riverflow-learn-{s.model_name}"
         self.group = consumer(
-            s,
-            group_id=group_id,
-            session_timeout_ms=SESSION_TIMEOUT_MS,
-            heartbeat_interval_ms=HEARTBEAT_INTERVAL_MS,
-            partition_assignment_strategy=(CooperativeStickyAssignor,),
+            s, group_id=group_id, partition_assignment_strategy=(CooperativeStickyAssignor,)
         )
         # Metadata first: a missing topic is a usage error, and the assignor needs the partition.
         try:
@@ -181,6 +184,9 @@ class Learner(ConsumerRebalanceListener):
                 self.stopper.saw_input(self.link.connected is False)
                 if self.session is None:
                     self.group.poll(timeout_ms=STANDBY_POLL_MS)
+                    if self.group.group_metadata().state == MemberState.STABLE:
+                        # Active or standby, it knows which: --idle-exit counts from here.
+                        self.stopper.joined()
                     if self._may_activate():
                         self._activate()
                     continue
@@ -189,13 +195,15 @@ class Learner(ConsumerRebalanceListener):
                     group_polled = time.monotonic()
                 if self.session is not None:
                     self._step()
+        except FencedInstanceIdError:  # raised by poll() when it rejoins the group
+            raise duplicate_instance(s, group_id) from None
         finally:
             # No final snapshot into a broker that is away: it would only time out. The next
             # active learner resumes from the last snapshot published.
             final = self.link.connected is not False
             self._step_down(publish=final, timeout_s=s.shutdown_timeout_s)
             self.link.close()
-            self.group.close(autocommit=False, timeout_ms=int(s.shutdown_timeout_s * 1000))
+            close_member(self.group, s, s.shutdown_timeout_s)
             close_producer(self.dead_letters, s.shutdown_timeout_s)
 
     def _may_activate(self) -> bool:
@@ -224,6 +232,7 @@ class Learner(ConsumerRebalanceListener):
         self.link.watch(session.inputs)
         self.metrics.learner_active.set(1)
         log.info("active learner for %s", self.settings.model_name)
+        self.stopper.saw_input(1)  # --idle-exit counts again from activation
 
     def _step(self) -> None:
         session = self.session
@@ -265,7 +274,8 @@ class Learner(ConsumerRebalanceListener):
         self._await_rebalance = False
         if self._models in revoked and self.session is not None:
             log.info("models partition revoked: publishing a final snapshot, standing by")
-            self._step_down(publish=True, timeout_s=REVOKE_PUBLISH_TIMEOUT_S)
+            timeout_s = self.settings.session_timeout_s * REVOKE_PUBLISH_SHARE
+            self._step_down(publish=True, timeout_s=timeout_s)
 
     def on_partitions_lost(self, lost: Any) -> None:
         self._await_rebalance = False

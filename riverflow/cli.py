@@ -144,6 +144,13 @@ def add_worker_arguments(parser: argparse.ArgumentParser, kind: str, metrics_por
     parser.add_argument(
         "--group-id", dest="group_id", help=f"consumer group (default riverflow-{kind}-<model>)"
     )
+    parser.add_argument(
+        "--instance-id",
+        dest="instance_id",
+        metavar="ID",
+        help="static group member id, one per worker: a restart under the same id gets its "
+        "partitions back at once ({hostname} is replaced; default: dynamic membership)",
+    )
 
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")

@@ -7,11 +7,13 @@ their own logic and the settings-to-client mapping exists once (:func:`kafka_kwa
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.errors import KafkaError, KafkaTimeoutError
+from kafka.admin import MemberToRemove
+from kafka.errors import KafkaError, KafkaTimeoutError, NoError
 from kafka.partitioner import DefaultPartitioner
 from kafka.partitioner.default import murmur2
 
@@ -145,6 +147,13 @@ def consumer(
         max_poll_interval_ms=settings.max_poll_interval_ms,
         isolation_level="read_committed",
     )
+    if group_id is not None:
+        session_ms = int(settings.session_timeout_s * 1000)
+        kw.update(
+            session_timeout_ms=session_ms,
+            heartbeat_interval_ms=min(3000, session_ms // 3),
+            group_instance_id=settings.instance_id,
+        )
     kw.update(overrides)
     try:
         return KafkaConsumer(*topics, **kw)
@@ -152,11 +161,58 @@ def consumer(
         raise _unreachable(settings) from None
 
 
-def admin(settings: Settings) -> KafkaAdminClient:
+def admin(settings: Settings, **overrides: Any) -> KafkaAdminClient:
+    kw: dict[str, Any] = dict(kafka_kwargs(settings), client_id=f"{settings.client_id}-admin")
+    kw.update(overrides)
     try:
-        return KafkaAdminClient(**kafka_kwargs(settings), client_id=f"{settings.client_id}-admin")
+        return KafkaAdminClient(**kw)
     except KafkaError:
         raise _unreachable(settings) from None
+
+
+def close_member(client: KafkaConsumer, settings: Settings, timeout_s: float) -> None:
+    """Close a group consumer; a static member (``instance_id``) also leaves its group.
+
+    kafka-python, like the Java client, sends no LeaveGroup for a static member on close, so
+    its partitions would wait a whole session timeout for a restart that may never come
+    (scale-down, ``--idle-exit``, a standby learner's turn). A clean stop therefore removes it
+    by member id (never a newer process that took the same instance id); a crash keeps it in
+    the group for its restart, which is what static membership is for.
+    """
+    deadline = time.monotonic() + timeout_s
+    member = client.group_metadata()
+    client.close(autocommit=False, timeout_ms=int(timeout_s * 1000))
+    if member.group_instance_id is None or not member.member_id:
+        return
+    left_ms = int(max(0.5, deadline - time.monotonic()) * 1000)
+    leaving = MemberToRemove(member.member_id, member.group_instance_id, "stopped cleanly")
+    try:
+        client_admin = admin(settings, request_timeout_ms=left_ms, bootstrap_timeout_ms=left_ms)
+        try:
+            errors = client_admin.remove_group_members(member.group_id, [leaving])
+        finally:
+            client_admin.close()
+        failed = [e.__name__ for e in errors.values() if e is not NoError]
+        if failed:
+            raise KafkaError(", ".join(failed))
+    except (KafkaError, BrokerError) as exc:
+        log.warning(
+            "could not leave group %s as %s (its partitions move after the session timeout): %s",
+            member.group_id,
+            member.group_instance_id,
+            exc,
+        )
+        return
+    log.info("left group %s as %s", member.group_id, member.group_instance_id)
+
+
+def duplicate_instance(settings: Settings, group_id: str) -> ConfigError:
+    """The broker fenced this member: another process joined ``group_id`` with its instance id.
+    Carrying on would process (and, at-least-once, repeat) its partitions' records twice."""
+    return ConfigError(
+        f"another process joined group {group_id} as instance {settings.instance_id!r}: "
+        "give each worker its own --instance-id (RIVERFLOW_INSTANCE_ID)"
+    )
 
 
 def _unreachable(settings: Settings) -> BrokerError:

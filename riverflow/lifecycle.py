@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
+import os
+import select
 import signal
 import threading
 import time
+import weakref
+from collections.abc import Callable
 from types import FrameType
 
 log = logging.getLogger(__name__)
@@ -16,13 +22,29 @@ class Stopper:
 
     The loop finishes its batch, then flushes, commits and publishes before it returns; a second
     signal while stopping is ignored so the shutdown work is not interrupted halfway.
+
+    The signal handler takes no lock and writes no log: it runs in the main thread between two
+    bytecodes, possibly while that thread holds the very lock it would wait for (a
+    ``threading.Event``'s, inside :meth:`wait`), which hung the process for good. It sets a flag
+    and writes a byte to a pipe that :meth:`wait` selects on; the loop logs the signal.
+
+    ``--idle-exit`` counts from when the worker has its place in the group (:meth:`joined`), never
+    from process start: joining a group whose crashed member has not timed out yet can take
+    longer than the idle limit.
     """
 
-    def __init__(self, idle_exit_s: float | None = None) -> None:
+    def __init__(
+        self, idle_exit_s: float | None = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.idle_exit_s = idle_exit_s
+        self.clock = clock
         self.reason: str | None = None
-        self._event = threading.Event()
-        self._last_input = time.monotonic()
+        self._requested = False
+        self._noticed = False
+        self._idle_since: float | None = None  # None until joined: not idle before that
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
+        weakref.finalize(self, _close, self._wake_r, self._wake_w)
 
     def install(self) -> Stopper:
         if threading.current_thread() is threading.main_thread():
@@ -31,28 +53,55 @@ class Stopper:
         return self
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
-        if not self._event.is_set():
-            log.info("received %s: finishing the batch, then stopping", signal.Signals(signum).name)
         self.stop(signal.Signals(signum).name)
 
     def stop(self, reason: str) -> None:
+        """Ask the loop to stop (from any thread, or a signal handler)."""
         if self.reason is None:
             self.reason = reason
-        self._event.set()
+        if not self._requested:
+            self._requested = True
+            with contextlib.suppress(BlockingIOError):  # the pipe already holds a byte
+                os.write(self._wake_w, b"\0")
+
+    def joined(self) -> None:
+        """The worker has its place in its group (partitions, or none as a standby): the idle
+        clock starts now unless it already runs."""
+        if self._idle_since is None:
+            self._idle_since = self.clock()
 
     def saw_input(self, count: int) -> None:
         if count:
-            self._last_input = time.monotonic()
+            self._idle_since = self.clock()
 
     @property
     def stopping(self) -> bool:
-        if self._event.is_set():
-            return True
-        if self.idle_exit_s is not None and time.monotonic() - self._last_input > self.idle_exit_s:
+        if (
+            not self._requested
+            and self.idle_exit_s is not None
+            and self._idle_since is not None
+            and self.clock() - self._idle_since > self.idle_exit_s
+        ):
             log.info("no input for %.1fs (--idle-exit): stopping", self.idle_exit_s)
             self.stop("idle")
-        return self._event.is_set()
+        return self._notice()
 
     def wait(self, seconds: float) -> bool:
-        """Sleep up to ``seconds`` unless asked to stop; True if stopping."""
-        return self._event.wait(seconds)
+        """Sleep up to ``seconds`` (``math.inf``: until a stop) unless asked to stop; True if
+        stopping. A stop already requested returns at once: its byte stays in the pipe."""
+        if not self._requested:
+            timeout = None if seconds == math.inf else max(0.0, seconds)
+            select.select([self._wake_r], [], [], timeout)
+        return self._notice()
+
+    def _notice(self) -> bool:
+        if self._requested and not self._noticed:
+            self._noticed = True
+            if self.reason in ("SIGTERM", "SIGINT"):
+                log.info("received %s: finishing the batch, then stopping", self.reason)
+        return self._requested
+
+
+def _close(*fds: int) -> None:
+    for fd in fds:
+        os.close(fd)

@@ -38,7 +38,11 @@ WINDOW_S = 5.0
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", dest="model", help="preset or module:factory (default logreg)")
-    parser.add_argument("--duration", type=float, help="stop after this many seconds")
+    parser.add_argument(
+        "--duration",
+        type=float,
+        help="stop after the pipeline has run this many seconds (counted once it is started)",
+    )
     parser.add_argument("--rate", type=float, default=200.0, help="readings/s (default 200)")
     parser.add_argument("--sensors", type=int, default=20, help="fleet size (default 20)")
     parser.add_argument(
@@ -174,13 +178,13 @@ class Up:
             self.prometheus.set_targets("inference", self.infer_ports)
             self.prometheus.set_targets("learner", [self.learn_port])
             print(f"Prometheus on {self.prometheus.start()}", flush=True)
-        self.spawn(
-            "learner", "learn", "--model", self.model, "--metrics-port", str(self.learn_port)
-        )
+        # Each worker is a static group member under its own name: one that crashes and is
+        # started again gets its partitions back at once (see --instance-id).
+        worker = ["--model", self.model, "--instance-id"]
+        self.spawn("learner", "learn", *worker, "learner", "--metrics-port", str(self.learn_port))
         for i, port in enumerate(self.infer_ports):
-            self.spawn(
-                f"inference-{i}", "infer", "--model", self.model, "--metrics-port", str(port)
-            )
+            name = f"inference-{i}"
+            self.spawn(name, "infer", *worker, name, "--metrics-port", str(port))
         sim = [
             "simulate",
             "--rate",
@@ -333,9 +337,10 @@ def _versions(values: list[float]) -> str:
 def run(args: argparse.Namespace) -> int:
     up = Up(args)
     stopper = Stopper().install()
-    deadline = time.monotonic() + args.duration if args.duration else None
     try:
         up.start()
+        # From here: starting the broker can take half a minute on a busy machine.
+        deadline = time.monotonic() + args.duration if args.duration else None
         lines: list[str] = []
         while not stopper.stopping:
             if deadline is not None and time.monotonic() >= deadline:

@@ -155,3 +155,22 @@ def test_every_riverflow_variable_the_repository_names_is_known() -> None:
         n: where for n, where in found.items() if n not in known and not n.startswith(P + "TEST_")
     }
     assert unknown == {}, "add these to settings.OTHER_ENV (or make them settings)"
+
+
+def test_instance_id_takes_the_host_name_and_must_be_a_kafka_id() -> None:
+    import socket
+
+    assert load_settings().instance_id is None  # dynamic membership by default
+    assert load_settings(instance_id="inference-0").instance_id == "inference-0"
+    host = load_settings(instance_id="infer-{hostname}").instance_id
+    assert host == f"infer-{socket.gethostname()}"
+    for bad in ("", "two words", "..", "x" * 250, "{host}"):
+        with pytest.raises(ConfigError, match="instance_id"):
+            load_settings(instance_id=bad)
+
+
+def test_session_timeout_stays_within_the_brokers_bounds() -> None:
+    assert load_settings().session_timeout_s == 10.0
+    for bad in (5, 3600):
+        with pytest.raises(ConfigError, match="session_timeout_s"):
+            load_settings(session_timeout_s=bad)
