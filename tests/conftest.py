@@ -4,11 +4,17 @@ configured.
 Set RIVERFLOW_BOOTSTRAP_SERVERS to use a running broker; otherwise a local Apache Kafka starts
 on RIVERFLOW_TEST_KAFKA_PORT (default 19092) with fresh storage. A broker that cannot start is a
 test failure, never a skip.
+
+``--cpu-load N`` (or RIVERFLOW_TEST_CPU_LOAD=N) keeps N busy-loop processes running for the
+whole session, so the tests are seen to hold on a loaded machine: ``python -m pytest --cpu-load
+2`` keeps both cores of a two-core runner busy.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +26,44 @@ from riverflow.local_kafka import LocalKafka
 from tests.integration.kit import Stack, Workers, make_stack
 from tests.integration.learner_support import learners  # noqa: F401 - a fixture for learner tests
 from tests.integration.outage_support import own_broker  # noqa: F401 - a broker a test may kill
+
+# Spins until stopped, or until its parent (pytest) is gone, even if pytest was killed.
+BUSY_LOOP = """
+import os, sys
+parent = int(sys.argv[1])
+while os.getppid() == parent:
+    for _ in range(1_000_000):
+        pass
+"""
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--cpu-load",
+        type=int,
+        default=int(os.environ.get("RIVERFLOW_TEST_CPU_LOAD") or 0),
+        metavar="N",
+        help="run N busy-loop processes during the session (env RIVERFLOW_TEST_CPU_LOAD)",
+    )
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    n = config.getoption("--cpu-load")
+    return f"cpu load: {n} busy-loop processes" if n else None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cpu_load(request: pytest.FixtureRequest) -> Iterator[None]:
+    procs = [
+        subprocess.Popen([sys.executable, "-c", BUSY_LOOP, str(os.getpid())])
+        for _ in range(request.config.getoption("--cpu-load"))
+    ]
+    try:
+        yield
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
 
 
 @pytest.fixture(scope="session")

@@ -30,9 +30,8 @@ from tests.integration.inference_support import (
     infer_args,
     read_all,
     reading,
-    wait_until,
 )
-from tests.integration.kit import Workers
+from tests.integration.kit import Workers, wait_until
 
 pytestmark = pytest.mark.chaos
 

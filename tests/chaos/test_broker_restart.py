@@ -19,9 +19,8 @@ from tests.integration.inference_support import (
     group,
     infer_args,
     read_all,
-    wait_until,
 )
-from tests.integration.kit import Workers, make_stack, read_topic
+from tests.integration.kit import Workers, make_stack, read_topic, wait_until
 from tests.integration.learner_support import Learners, snapshots
 from tests.integration.outage_support import OwnBroker
 

@@ -9,7 +9,7 @@ import subprocess
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from river import linear_model
@@ -58,11 +58,9 @@ def send_model(settings: Settings, model: str, value: bytes | None) -> None:
     p.close()
 
 
-def read_all(
-    settings: Settings, topic: str, *, committed_only: bool = True, idle: float = 3.0
-) -> list[Any]:
-    """Every record of ``topic`` until ``idle`` seconds pass with nothing new."""
-    return read_topic(settings, topic, timeout=600, idle=idle, committed_only=committed_only)
+def read_all(settings: Settings, topic: str, *, committed_only: bool = True) -> list[Any]:
+    """Every record of ``topic`` up to its end offsets (its writers are done)."""
+    return read_topic(settings, topic, timeout=600, committed_only=committed_only)
 
 
 def event_ids(records: list[Any]) -> Counter[str]:
@@ -81,16 +79,6 @@ def committed_total(settings: Settings, group: str) -> int:
 def scrape(port: int) -> Page:
     """The worker's metrics page; empty when the endpoint is not up yet."""
     return Page.fetch([f"http://127.0.0.1:{port}/metrics"], timeout_s=2)
-
-
-def wait_until(check: Callable[[], Any], timeout: float = 60, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def group() -> str:

@@ -22,6 +22,20 @@ from riverflow.settings import Settings, kafka_kwargs, load_settings
 from riverflow.topics import create_topics
 
 
+def wait_until(check: Callable[[], Any], timeout: float = 60, what: str = "condition") -> Any:
+    """Call ``check`` until it returns something truthy, and return that; fail after
+    ``timeout`` seconds saying ``what`` never happened. Every test waits with this, never with
+    a fixed sleep: on a loaded machine things take longer, not a different path."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.2)
+
+
 def free_ports(n: int) -> list[int]:
     """``n`` distinct ports nobody listens on (all held open until chosen, so none repeats)."""
     sockets = [socket.socket() for _ in range(n)]
@@ -89,12 +103,9 @@ class Stack:
             text=True,
         )
 
-    def read(
-        self, topic: str, *, expect: int | None = None, timeout: float = 60, idle: float = 3.0
-    ) -> list[Any]:
-        """Every record of ``topic`` (from the start): until ``expect`` are read, or ``idle``
-        seconds pass with nothing new, or ``timeout``."""
-        return read_topic(self.settings, topic, expect=expect, timeout=timeout, idle=idle)
+    def read(self, topic: str, *, expect: int | None = None, timeout: float = 60) -> list[Any]:
+        """Every record of ``topic`` (see :func:`read_topic`)."""
+        return read_topic(self.settings, topic, expect=expect, timeout=timeout)
 
 
 def value(page: Page, name: str, **labels: str) -> float | None:
@@ -194,9 +205,11 @@ def read_topic(
     *,
     expect: int | None = None,
     timeout: float = 60,
-    idle: float = 3.0,
     committed_only: bool = True,
 ) -> list[Any]:
+    """Every record of ``topic`` from the start: until ``expect`` are read (writers may still
+    be at work), or else up to the end offsets at the call (its writers are done; a pause in
+    the reading, slow on a loaded machine, does not cut it short). ``timeout`` bounds both."""
     consumer = KafkaConsumer(
         **kafka_kwargs(settings),
         group_id=None,
@@ -209,19 +222,15 @@ def read_topic(
         parts = [TopicPartition(topic, p) for p in ids]
         consumer.assign(parts)
         consumer.seek_to_beginning(*parts)
+        ends = consumer.end_offsets(parts)  # the last stable offsets when read_committed
         records: list[Any] = []
         deadline = time.monotonic() + timeout
-        last_new = time.monotonic()
         while time.monotonic() < deadline:
-            batch = consumer.poll(timeout_ms=500)
-            got = sum(len(v) for v in batch.values())
-            for recs in batch.values():
-                records.extend(recs)
-            if got:
-                last_new = time.monotonic()
-            if expect is not None and len(records) >= expect:
+            if expect is None and all(consumer.position(tp) >= ends[tp] for tp in parts):
                 break
-            if expect is None and time.monotonic() - last_new > idle:
+            for recs in consumer.poll(timeout_ms=500).values():
+                records.extend(recs)
+            if expect is not None and len(records) >= expect:
                 break
         return records
     finally:

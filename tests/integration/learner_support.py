@@ -88,5 +88,5 @@ def snapshots(stack: Stack, model: str, key: bytes | None = None) -> list[Snapsh
     """Every committed snapshot of ``model`` on the models topic, oldest first, verified with
     ``key`` (default: the stack's) and loaded as a worker would (the test models allowed)."""
     trust = Trust(key or stack.key, allowed=Allowlist(["tests"]))
-    records = stack.read(stack.settings.models_topic, idle=2.0)
+    records = stack.read(stack.settings.models_topic)
     return [loads(r.value, trust) for r in records if r.key == model.encode()]

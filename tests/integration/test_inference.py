@@ -26,9 +26,8 @@ from tests.integration.inference_support import (
     scrape,
     stop,
     value,
-    wait_until,
 )
-from tests.integration.kit import free_port
+from tests.integration.kit import free_port, wait_until
 
 SUPPORT = "tests.integration.inference_support"  # holds the custom estimators
 

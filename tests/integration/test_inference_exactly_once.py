@@ -17,8 +17,8 @@ from tests.integration.inference_support import (
     produce,
     read_all,
     reading,
-    wait_until,
 )
+from tests.integration.kit import wait_until
 
 
 def test_read_committed_never_sees_an_aborted_batch(stack: Any) -> None:

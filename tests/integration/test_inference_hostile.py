@@ -32,9 +32,8 @@ from tests.integration.inference_support import (
     scrape,
     stop,
     value,
-    wait_until,
 )
-from tests.integration.kit import free_port
+from tests.integration.kit import free_port, wait_until
 
 PREDICTIONS_MAX_BYTES = 300_000  # the verbose model's ~420 KB prediction does not fit
 

@@ -20,9 +20,8 @@ from tests.integration.inference_support import (
     send_model,
     stop,
     value,
-    wait_until,
 )
-from tests.integration.kit import free_port
+from tests.integration.kit import free_port, wait_until
 
 
 def trained_logreg() -> Any:

@@ -22,9 +22,8 @@ from tests.integration.inference_support import (
     scrape,
     stop,
     value,
-    wait_until,
 )
-from tests.integration.kit import Stack, free_port
+from tests.integration.kit import Stack, free_port, wait_until
 from tests.integration.learner_support import Learners, feedback
 from tests.integration.test_inference_models import publish
 

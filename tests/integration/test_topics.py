@@ -5,7 +5,7 @@ from typing import Any
 from kafka.admin import ConfigResource, ConfigResourceType
 
 from riverflow.clients import admin
-from tests.integration.inference_support import wait_until
+from tests.integration.kit import wait_until
 
 
 def test_topics_have_partitions_and_configs(stack: Any) -> None:
