@@ -25,6 +25,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import uuid
@@ -35,6 +36,7 @@ from kafka import TopicPartition
 
 from riverflow.clients import consumer, producer
 from riverflow.schemas import now_ms
+from riverflow.scrape import Page, quantile
 from riverflow.settings import Settings, load_settings
 from riverflow.topics import create_topics
 
@@ -64,13 +66,13 @@ def replace_topics(settings: Settings, readings_topic: str, uid: str) -> Setting
     )
 
 
-def reading(i: int, sensors: int = 100) -> bytes:
+def reading(i: int, sensors: int = 100, features: int = FEATURES) -> bytes:
     return json.dumps(
         {
             "event_id": uuid.uuid4().hex,
             "sensor_id": f"sensor-{i % sensors}",
             "ts": now_ms(),
-            "features": {f"f{j}": random.gauss(0.0, 1.0) for j in range(FEATURES)},
+            "features": {f"f{j}": random.gauss(0.0, 1.0) for j in range(features)},
         }
     ).encode()
 
@@ -87,7 +89,7 @@ def topic_size(settings: Settings, topic: str) -> int:
         c.close()
 
 
-def preproduce(settings: Settings, n: int) -> None:
+def preproduce(settings: Settings, n: int, features: int = FEATURES) -> None:
     have = topic_size(settings, settings.readings_topic)
     if have >= n:
         print(f"reusing {settings.readings_topic} ({have} readings)")
@@ -96,7 +98,8 @@ def preproduce(settings: Settings, n: int) -> None:
     p = producer(settings)
     started = time.perf_counter()
     for i in range(n - have):
-        p.send(settings.readings_topic, key=f"sensor-{i % 100}".encode(), value=reading(i))
+        key = f"sensor-{i % 100}".encode()
+        p.send(settings.readings_topic, key=key, value=reading(i, features=features))
     p.flush()
     p.close()
     took = time.perf_counter() - started
@@ -202,45 +205,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def histogram_quantiles(text: str, qs: tuple[float, ...]) -> list[float]:
-    """Quantiles of the end-to-end histogram, linearly interpolated inside buckets."""
-    buckets: list[tuple[float, float]] = []
-    for line in text.splitlines():
-        if line.startswith("riverflow_end_to_end_latency_seconds_bucket"):
-            le = line.split('le="')[1].split('"')[0]
-            buckets.append((float(le), float(line.rsplit(" ", 1)[1])))
-    total = buckets[-1][1]
-    out = []
-    for q in qs:
-        rank = q * total
-        prev_le, prev_count = 0.0, 0.0
-        for le, count in buckets:
-            if count >= rank:
-                if le == float("inf"):
-                    out.append(prev_le)
-                else:
-                    frac = (rank - prev_count) / max(count - prev_count, 1.0)
-                    out.append(prev_le + (le - prev_le) * frac)
-                break
-            prev_le, prev_count = le, count
-    return out
-
-
-def latency_run(base: Settings, rate: int, seconds: float) -> None:
-    uid = uuid.uuid4().hex[:8]
-    settings = fresh_topics(base, f"bench-live-readings-{uid}")
-    port = free_port()
-    proc = subprocess.Popen(
-        infer_cmd(f"bench-live-{uid}", port, 5),
-        env=env_for(settings),
-        cwd=ROOT,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+def started_following(cmd: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+    """Start a worker and return once it owns its partitions (its "assigned" log line)."""
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stderr=subprocess.PIPE, text=True)
     assert proc.stderr is not None
-    for line in proc.stderr:  # wait until it owns its partitions
+    for line in proc.stderr:
         if "assigned" in line:
-            break
+            # Keep reading its log, so a full pipe never blocks the worker.
+            threading.Thread(target=proc.stderr.read, daemon=True).start()
+            return proc
+    raise SystemExit(f"{cmd[3]} exited with {proc.wait()} before owning its partitions")
+
+
+def produce_steadily(settings: Settings, rate: int, seconds: float) -> int:
+    """Produce readings at ``rate`` per second for ``seconds``, ts set when sent; the count."""
     p = producer(settings)
     sent = 0
     started = time.perf_counter()
@@ -253,13 +231,24 @@ def latency_run(base: Settings, rate: int, seconds: float) -> None:
             sent += 1
         time.sleep(0.002)
     p.flush()
+    p.close()
+    return sent
+
+
+def latency_run(base: Settings, rate: int, seconds: float) -> None:
+    uid = uuid.uuid4().hex[:8]
+    settings = fresh_topics(base, f"bench-live-readings-{uid}")
+    port = free_port()
+    proc = started_following(infer_cmd(f"bench-live-{uid}", port, 5), env_for(settings))
+    sent = produce_steadily(settings, rate, seconds)
     time.sleep(1.5)
-    metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
+    metrics = Page.parse(urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode())
     proc.wait(timeout=120)
     pairs = read_predicted_ts(settings, sent)
     lat = sorted(pt - et for et, pt in pairs)
     q = statistics.quantiles(lat, n=100)
-    h50, h99 = histogram_quantiles(metrics, (0.5, 0.99))
+    buckets = metrics.buckets("riverflow_end_to_end_latency_seconds")
+    h50, h99 = (quantile(p, buckets, {}) or 0.0 for p in (0.5, 0.99))
     print(
         f"latency at {rate}/s for {seconds:.0f}s ({len(pairs)}/{sent} predictions): "
         f"predicted_ts - event_ts p50 {q[49]:.0f} ms, p99 {q[98]:.0f} ms; "

@@ -26,6 +26,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 from kafka import TopicPartition
@@ -88,8 +89,50 @@ def preproduce(settings: Settings, n: int) -> None:
     print(f"produced {n} predictions + {n} labels in {time.perf_counter() - started:.1f}s")
 
 
-def bare_loop(settings: Settings, n: int) -> float:
-    """Joined-and-learned events/s of the bare loop."""
+class JoinAndLearn:
+    """The bare loop's work per record: ``json.loads``, a dict join by event_id in both
+    directions, River's ``learn_one`` on StandardScaler | LogisticRegression (what the logreg
+    preset builds), and the rate from the ``WARMUP``-th learned event on."""
+
+    def __init__(self) -> None:
+        self.model = preprocessing.StandardScaler() | linear_model.LogisticRegression()
+        self.features: dict[str, dict[str, float]] = {}
+        self.labels: dict[str, bool] = {}
+        self.learned = 0
+        self._start = self._last = 0.0  # perf_counter at the WARMUP-th and the last learned
+
+    def prediction(self, raw: bytes) -> None:
+        v = json.loads(raw)
+        y = self.labels.pop(v["event_id"], None)
+        if y is None:
+            self.features[v["event_id"]] = v["features"]
+        else:
+            self._learn(v["features"], y)
+
+    def feedback(self, raw: bytes) -> None:
+        v = json.loads(raw)
+        x = self.features.pop(v["event_id"], None)
+        if x is None:
+            self.labels[v["event_id"]] = v["label"]
+        else:
+            self._learn(x, v["label"])
+
+    def _learn(self, x: dict[str, float], y: bool) -> None:
+        self.model.learn_one(x, y)
+        self.learned += 1
+        self._last = time.perf_counter()
+        if self.learned == WARMUP:
+            self._start = self._last
+
+    def rate(self) -> float:
+        """Learned events/s since the ``WARMUP``-th."""
+        if not self._start:
+            raise SystemExit(f"the rate counts from the {WARMUP}th learned event: learn more")
+        return (self.learned - WARMUP) / (self._last - self._start)
+
+
+def bare_loop(settings: Settings, n: int) -> JoinAndLearn:
+    """The bare kafka-python loop over ``n`` events: the join with its count and rate."""
     c = consumer(settings, group_id=None)
     predictions_topic = settings.predictions_topic
     tps = [
@@ -99,40 +142,19 @@ def bare_loop(settings: Settings, n: int) -> float:
     ]
     c.assign(tps)
     c.seek_to_beginning(*tps)
-    model = preprocessing.StandardScaler() | linear_model.LogisticRegression()
-    features: dict[str, dict[str, float]] = {}
-    labels: dict[str, bool] = {}
-    learned = 0
-    start = 0.0
+    join = JoinAndLearn()
     try:
-        while learned < n:
+        while join.learned < n:
             for tp, records in c.poll(timeout_ms=500).items():
-                if tp.topic == predictions_topic:
-                    for r in records:
-                        v = json.loads(r.value)
-                        y = labels.pop(v["event_id"], None)
-                        if y is None:
-                            features[v["event_id"]] = v["features"]
-                        else:
-                            model.learn_one(v["features"], y)
-                            learned += 1
-                else:
-                    for r in records:
-                        v = json.loads(r.value)
-                        x = features.pop(v["event_id"], None)
-                        if x is None:
-                            labels[v["event_id"]] = v["label"]
-                        else:
-                            model.learn_one(x, v["label"])
-                            learned += 1
-            if not start and learned >= WARMUP:
-                start, at_start = time.perf_counter(), learned
-        return (learned - at_start) / (time.perf_counter() - start)
+                learn = join.prediction if tp.topic == predictions_topic else join.feedback
+                for r in records:
+                    learn(r.value)
+        return join
     finally:
         c.close()
 
 
-def learner_run(settings: Settings, n: int) -> float:
+def learner_run(settings: Settings, n: int, extra_args: Sequence[str] = ()) -> float:
     """Joined-and-learned events/s of ``riverflow learn``, from its snapshot headers."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RIVERFLOW_")}
     for key in ("bootstrap_servers", "predictions_topic", "feedback_topic", "models_topic"):
@@ -141,8 +163,14 @@ def learner_run(settings: Settings, n: int) -> float:
     env["RIVERFLOW_MODEL_SIGNING_KEY"] = secrets.token_hex(32)  # the learner signs, as deployed
     env["PYTHONPATH"] = str(ROOT)
     cmd = [sys.executable, "-m", "riverflow", "learn", "--model", "logreg", "--idle-exit", "3"]
-    cmd += ["--metrics-port", "0", "--group-id", f"bench-learn-{uuid.uuid4().hex}"]
+    cmd += ["--metrics-port", "0", "--group-id", f"bench-learn-{uuid.uuid4().hex}", *extra_args]
     subprocess.run(cmd, env=env, check=True, cwd=ROOT, stderr=subprocess.DEVNULL)
+    return snapshot_rate(settings, n)
+
+
+def snapshot_rate(settings: Settings, n: int) -> float:
+    """Learned events/s from the learner's snapshot headers, the ``WARMUP``-th event on; all
+    ``n`` events must have been learned by the last snapshot."""
     c = consumer(settings, group_id=None)
     tp = TopicPartition(settings.models_topic, 0)
     c.assign([tp])
@@ -155,6 +183,8 @@ def learner_run(settings: Settings, n: int) -> float:
                 header = read_header(r.value)[0]
                 marks.append((header.learned_count, header.created_ts))
     c.close()
+    if not marks or marks[-1][0] != n:
+        raise SystemExit(f"riverflow learn learned {marks[-1][0] if marks else 0} of {n} events")
     first = next(m for m in marks if m[0] >= WARMUP)
     # The final snapshot is normally the one published on shutdown, after the idle exit: stop
     # at the one before it, so the idle wait is not counted as learning time.
@@ -174,7 +204,7 @@ def main() -> None:
     bare: list[float] = []
     learn: list[float] = []
     for _ in range(args.repeat):  # interleaved, so a noisy neighbour hits both alike
-        bare.append(bare_loop(topics, args.events))
+        bare.append(bare_loop(topics, args.events).rate())
         print(f"bare join + learn_one loop: {bare[-1]:,.0f} events/s")
         models = topics.model_copy(update={"models_topic": f"{topics.models_topic}-{len(learn)}"})
         create_topics(models)
