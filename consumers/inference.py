@@ -27,7 +27,6 @@ from consumers.snapshot_feed import SnapshotFeed
 from online_model import tasks
 from online_model.drift import FeatureDriftMonitor
 from online_model.presets import resolve
-from riverflow.cli import add_worker_arguments, settings_from
 from riverflow.clients import close_member, consumer, duplicate_instance, lag_samples
 from riverflow.connectivity import BrokerLink
 from riverflow.errors import InvalidEvent, describe
@@ -40,6 +39,7 @@ from riverflow.metrics import (
     OutputDistribution,
     serve,
 )
+from riverflow.options import add_worker_arguments, settings_from
 from riverflow.schemas import Decoder, Reading, now_ms
 from riverflow.settings import Settings
 

@@ -34,7 +34,6 @@ from consumers.model_publisher import Fenced
 from consumers.session import Session
 from online_model.drift import DETECTORS, make_detector
 from online_model.presets import ModelSpec, resolve
-from riverflow.cli import add_worker_arguments, settings_from
 from riverflow.clients import (
     close_member,
     close_producer,
@@ -47,6 +46,7 @@ from riverflow.connectivity import BrokerLink
 from riverflow.errors import BrokerError, ConfigError
 from riverflow.lifecycle import Stopper
 from riverflow.metrics import LearnerMetrics, serve
+from riverflow.options import add_worker_arguments, settings_from
 from riverflow.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -17,8 +17,8 @@ from producers.events import Outgoing, run_prefix
 from producers.options import add_label_delay, add_rate, number
 from producers.publisher import Publisher, ensure_topics
 from producers.tabular import FeatureCleaner, open_source, to_events
-from riverflow.cli import settings_from
 from riverflow.lifecycle import Stopper
+from riverflow.options import settings_from
 from riverflow.schemas import now_ms
 
 log = logging.getLogger(__name__)

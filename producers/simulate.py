@@ -17,9 +17,9 @@ from producers.events import run_prefix
 from producers.fleet import CONCEPTS, DEFAULT_CONCEPT, Concept, fleet
 from producers.options import add_label_delay, add_rate, number
 from producers.publisher import Publisher, ensure_topics
-from riverflow.cli import settings_from
 from riverflow.errors import ConfigError
 from riverflow.lifecycle import Stopper
+from riverflow.options import settings_from
 
 log = logging.getLogger(__name__)
 

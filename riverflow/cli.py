@@ -1,7 +1,7 @@
 """The ``riverflow`` command: one entry point, subcommands loaded on demand.
 
-Every worker module exposes ``add_arguments(parser)`` and ``run(args) -> int``. Flags whose
-``dest`` is a :class:`~riverflow.settings.Settings` field override the environment.
+Every worker module exposes ``add_arguments(parser)`` and ``run(args) -> int``; the flags they
+share, and the settings those flags override, live in :mod:`riverflow.options`.
 Exit codes: 0 clean, 1 runtime failure, 2 bad usage or configuration.
 """
 
@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from riverflow import __version__
 from riverflow.errors import ConfigError, RiverflowError
-from riverflow.settings import Settings, load_settings, unknown_env
+from riverflow.options import add_kafka_arguments, settings_from
+from riverflow.settings import unknown_env
 
 if TYPE_CHECKING:
     from riverflow.local_kafka import LocalKafka
@@ -34,21 +35,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "up": ("riverflow.up", "run the whole pipeline on this machine with a live summary"),
     "reset": ("riverflow.reset", "delete riverflow's topics and consumer groups on the broker"),
 }
-
-
-def settings_from(args: argparse.Namespace) -> Settings:
-    """Settings from the environment with every flag named after a settings field on top."""
-    fields = Settings.model_fields
-    return load_settings(**{k: v for k, v in vars(args).items() if k in fields})
-
-
-def add_kafka_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--bootstrap-servers",
-        dest="bootstrap_servers",
-        metavar="HOST:PORT[,...]",
-        help="Kafka bootstrap servers (env RIVERFLOW_BOOTSTRAP_SERVERS, default 127.0.0.1:9092)",
-    )
 
 
 def _kafka(args: argparse.Namespace) -> int:
@@ -118,41 +104,6 @@ def _topics(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_worker_arguments(parser: argparse.ArgumentParser, kind: str, metrics_port: int) -> None:
-    """The flags every long-running consumer has: ``kind`` is infer or learn."""
-    parser.add_argument(
-        "--model",
-        dest="model",
-        metavar="NAME",
-        help="preset (logreg, hoeffding, arf, nb, linreg, htr, hst) or module:factory "
-        "(default logreg)",
-    )
-    parser.add_argument(
-        "--metrics-port",
-        dest="metrics_port",
-        type=int,
-        metavar="P",
-        help=f"Prometheus metrics port (default {metrics_port}; 0: off)",
-    )
-    parser.add_argument(
-        "--idle-exit",
-        dest="idle_exit_s",
-        type=float,
-        metavar="S",
-        help="stop cleanly (flush, commit, snapshot) after S seconds without input",
-    )
-    parser.add_argument(
-        "--group-id", dest="group_id", help=f"consumer group (default riverflow-{kind}-<model>)"
-    )
-    parser.add_argument(
-        "--instance-id",
-        dest="instance_id",
-        metavar="ID",
-        help="static group member id, one per worker: a restart under the same id gets its "
-        "partitions back at once ({hostname} is replaced; default: dynamic membership)",
-    )
-
-
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_FORMATS = ("text", "json")
 
@@ -177,7 +128,9 @@ def _add_log_level(parser: argparse.ArgumentParser, default: str | None) -> None
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
+    """The parser for ``argv`` (the arguments after the program name): only the module of the
+    command ``argv`` names is imported, so ``riverflow --help`` stays cheap."""
     parser = argparse.ArgumentParser(
         prog="riverflow",
         description="Real-time inference and online learning on Kafka with River models.",
@@ -220,10 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_kafka_arguments(topics)
     topics.set_defaults(func=_topics)
 
-    argv = sys.argv[1:]
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, parents=[common], help=help_text, description=help_text)
-        # Import the one module the user asked for (cheap `riverflow --help`).
         if name in argv:
             mod = importlib.import_module(module)
             add_kafka_arguments(p)
@@ -294,9 +245,8 @@ def _configure_logging(level: str, fmt: str = "text") -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    if argv is not None:
-        sys.argv[1:] = list(argv)
-    args = build_parser().parse_args()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(argv).parse_args(argv)
     try:
         _configure_logging(*_logging_options(args))
     except ConfigError as exc:

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
 
-from riverflow.cli import settings_from
 from riverflow.clients import admin
 from riverflow.errors import BrokerError, ConfigError
+from riverflow.options import settings_from
 from riverflow.settings import Settings
 
 OWN_PREFIXES = ("riverflow-infer-", "riverflow-learn-")

@@ -21,12 +21,12 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
-from riverflow.cli import settings_from
 from riverflow.errors import ConfigError
 from riverflow.lifecycle import Stopper
 from riverflow.local_kafka import LocalKafka, state_dir
 from riverflow.local_prometheus import LocalPrometheus
 from riverflow.scrape import Page, quantile
+from riverflow.settings import load_settings
 from riverflow.topics import create_topics
 
 log = logging.getLogger(__name__)
@@ -163,10 +163,8 @@ class Up:
         self.env = with_signing_key(env, key_file)
         if self.env is not env:
             print(f"model snapshots are signed with the key in {key_file}", flush=True)
-        settings = settings_from(
-            argparse.Namespace(
-                bootstrap_servers=env["RIVERFLOW_BOOTSTRAP_SERVERS"], model=self.args.model
-            )
+        settings = load_settings(
+            bootstrap_servers=env["RIVERFLOW_BOOTSTRAP_SERVERS"], model=self.args.model
         )
         self.model = settings.model
         for line in create_topics(settings):

@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -21,9 +20,10 @@ import jsonschema
 import pytest
 import yaml
 
-from riverflow.cli import build_parser, settings_from
+from riverflow.cli import build_parser
 from riverflow.kafka_jars import kafka_version
 from riverflow.metrics import InferenceMetrics, LearnerMetrics
+from riverflow.options import settings_from
 from riverflow.settings import Settings, load_settings
 from tests.dashboards import load_dashboards, panel_queries, panels
 
@@ -290,10 +290,8 @@ def test_worker_commands_are_valid_riverflow_invocations(
         argv = command_of(service)
         for key, value in service_env(service).items():
             monkeypatch.setenv(key, value)
-        # build_parser imports the module of the command named in sys.argv.
-        monkeypatch.setattr(sys, "argv", ["riverflow", *argv])
         try:
-            args = build_parser().parse_args(argv)
+            args = build_parser(argv).parse_args(argv)
         except SystemExit:
             pytest.fail(f"{name}: `riverflow {' '.join(argv)}` is not a valid command line")
         settings = settings_from(args)

@@ -5,7 +5,6 @@ that cannot become active yet."""
 from __future__ import annotations
 
 import logging
-import sys
 from typing import Any
 
 import pytest
@@ -118,7 +117,6 @@ def test_a_kafka_error_that_ends_a_command_is_one_line(
         raise KafkaTimeoutError("Timeout after waiting for 10 secs.")
 
     monkeypatch.setattr(cli, "_topics", fail)
-    monkeypatch.setattr(sys, "argv", ["riverflow"])
     assert cli.main(["topics", "create"]) == 1
     err = capsys.readouterr().err
     assert err == "riverflow: Kafka failed: KafkaTimeoutError: Timeout after waiting for 10 secs.\n"
