@@ -36,13 +36,20 @@ class Page:
     @classmethod
     def fetch(cls, urls: Iterable[str], timeout_s: float = 1.0) -> Page:
         """Scrape and merge ``urls``; a worker that does not answer contributes nothing."""
-        page = cls()
+        pages = []
         for url in urls:
             try:
                 with urllib.request.urlopen(url, timeout=timeout_s) as response:
-                    one = cls.parse(response.read().decode())
+                    pages.append(cls.parse(response.read().decode()))
             except OSError:
                 continue
+        return cls.merge(pages)
+
+    @classmethod
+    def merge(cls, pages: Iterable[Page]) -> Page:
+        """One page with the samples of all ``pages``."""
+        page = cls()
+        for one in pages:
             for name, samples in one.samples.items():
                 page.samples.setdefault(name, []).extend(samples)
         return page

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from riverflow.errors import ConfigError
@@ -128,6 +128,40 @@ def resuming(bootstrap: str) -> str:
 
 
 @dataclass
+class ServedVersions:
+    """Predictions per served model version, tallied from successive scrapes of each inference
+    worker: what a worker predicted between two scrapes counts for the version it served at the
+    later one (so a swap inside an interval is counted for the new version; ``up`` scrapes every
+    second to keep that small).
+
+    >>> tally = ServedVersions()
+    >>> tally.add("w0", 300, 0); tally.add("w0", 400, 1); tally.add("w1", 100, 1)
+    >>> tally.most()
+    (0, 0.6)
+    """
+
+    last: dict[str, float] = field(default_factory=dict)
+    counts: dict[int, float] = field(default_factory=dict)
+
+    def add(self, worker: str, predictions: float, version: float | None) -> None:
+        before = self.last.get(worker, 0.0)
+        self.last[worker] = predictions
+        if version is None:
+            return
+        # A worker that restarted counts from 0 again: all it reports is new.
+        new = predictions - before if predictions >= before else predictions
+        self.counts[int(version)] = self.counts.get(int(version), 0.0) + new
+
+    def most(self) -> tuple[int, float] | None:
+        """The version that served the most predictions and its share of them."""
+        total = sum(self.counts.values())
+        if total <= 0:
+            return None
+        version = max(self.counts, key=self.counts.__getitem__)
+        return version, self.counts[version] / total
+
+
+@dataclass
 class Child:
     name: str
     proc: subprocess.Popen[bytes]
@@ -145,6 +179,7 @@ class Up:
         self.broker: LocalKafka | None = None
         self.prometheus: LocalPrometheus | None = None
         self.history: deque[tuple[float, Page]] = deque()
+        self.served = ServedVersions()
         self.started = time.monotonic()
         self.lines_drawn = 0
 
@@ -229,8 +264,16 @@ class Up:
     # -- summary -----------------------------------------------------------------------------
 
     def scrape(self) -> Page:
-        urls = [f"http://127.0.0.1:{p}/metrics" for p in [*self.infer_ports, self.learn_port]]
-        return Page.fetch(urls)
+        pages = {p: Page.fetch([f"http://127.0.0.1:{p}/metrics"]) for p in self.infer_ports}
+        for port, page in pages.items():
+            if page.samples:
+                self.served.add(
+                    str(port),
+                    page.sum("riverflow_predictions_total"),
+                    page.max("riverflow_model_version"),
+                )
+        learner = Page.fetch([f"http://127.0.0.1:{self.learn_port}/metrics"])
+        return Page.merge([*pages.values(), learner])
 
     def summary(self) -> list[str]:
         now = time.monotonic()
@@ -266,6 +309,7 @@ class Up:
             f"  model version  {_versions(versions):>8}   learned "
             f"{page.sum('riverflow_learned_total'):,.0f}",
             f"  accuracy       {_num(served):>8} served (rolling)   {_num(learner)} learner",
+            f"  served model   {_served(self.served.most(), page)}",
             f"  drift          {page.sum('riverflow_feature_drift_detections_total'):8.0f} "
             f"feature   {page.sum('riverflow_concept_drift_detections_total'):.0f} concept",
             f"  dead letters   {page.sum('riverflow_dead_letters_total'):8.0f}",
@@ -320,6 +364,28 @@ def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
+def _served(most: tuple[int, float] | None, page: Page) -> str:
+    """Which version served most predictions, and how many versions the served model trailed
+    the learner by (median over joined predictions): inference serves the snapshot the learner
+    published last, so served quality trails learner quality."""
+    if most is None:
+        return "       -   no predictions yet"
+    version, share = most
+    lag = _median_bound(page.buckets("riverflow_served_version_lag"))
+    behind = "-" if lag is None else f"{lag:g} version{'s' * (lag != 1)}"
+    served = f"v{version}"
+    return f"{served:>8} for {share:.0%} of predictions; trails the learner by {behind} (median)"
+
+
+def _median_bound(buckets: dict[float, float]) -> float | None:
+    """The upper bound of the histogram bucket that holds the median (exact for the small
+    integer lags, whose buckets are 0, 1, 2, 3)."""
+    if not buckets or max(buckets.values()) <= 0:
+        return None
+    half = max(buckets.values()) / 2
+    return min(bound for bound, count in buckets.items() if count >= half)
+
+
 def _connected(page: Page) -> str:
     states = [v for _, v in page.select("riverflow_kafka_connected")]
     return f"{sum(states):.0f}/{len(states)}" if states else "-"
@@ -340,6 +406,7 @@ def run(args: argparse.Namespace) -> int:
         # From here: starting the broker can take half a minute on a busy machine.
         deadline = time.monotonic() + args.duration if args.duration else None
         lines: list[str] = []
+        drawn = -WINDOW_S
         while not stopper.stopping:
             if deadline is not None and time.monotonic() >= deadline:
                 break
@@ -351,9 +418,11 @@ def run(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
                 break
-            lines = up.summary()
-            up.draw(lines)
-            stopper.wait(1.0 if sys.stdout.isatty() else WINDOW_S)
+            lines = up.summary()  # every second: the served-version tally needs the detail
+            if sys.stdout.isatty() or time.monotonic() - drawn >= WINDOW_S:
+                up.draw(lines)
+                drawn = time.monotonic()
+            stopper.wait(1.0)
         order = ["simulator", "inference", "learner"]
         order += ["Prometheus"] * (up.prometheus is not None) + ["the broker"] * (
             up.broker is not None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import socket
 import subprocess
 import sys
@@ -57,6 +58,12 @@ def test_up_runs_the_pipeline_and_stops_everything(tmp_path: Path) -> None:
     final = out.split("final summary:")[1]
     total = int(final.split("total")[1].split()[0].replace(",", ""))
     assert total > 1000  # ~200 readings/s for 45 s went through inference
+    # Served vs learner: the version that served most predictions, and the served model's lag.
+    assert re.search(
+        r"served model +v\d+ for \d+% of predictions; trails the learner by \d+ versions? "
+        r"\(median\)",
+        final,
+    ), final
     assert "stopping: simulator, inference, learner, the broker" in out
     assert not any(listening(p) for p in ports), "a worker or the broker is still running"
     assert not (tmp_path / "riverflow" / "up" / f"kafka-{kafka_port}" / "broker.pid").exists()
