@@ -41,6 +41,7 @@ from riverflow.lifecycle import Stopper
 from riverflow.schemas import dumps, now_ms
 from riverflow.settings import Settings
 from riverflow.topics import create_topics
+from riverflow.transport.errors import BrokerUnavailable, TransportError
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,9 @@ def ensure_topics(settings: Settings) -> None:
     try:
         for line in create_topics(settings):
             log.debug("%s", line)
-    except KafkaError as exc:
+    except BrokerUnavailable:
+        raise
+    except TransportError as exc:
         log.warning("could not check or create topics (%s); sending anyway", exc)
 
 

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
-
-from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
-from kafka.errors import TopicAlreadyExistsError
 
 from riverflow import dead_letters
-from riverflow.clients import admin
 from riverflow.settings import Settings
+from riverflow.transport import Admin, clients_for
+from riverflow.transport.errors import TopicExists
 
 log = logging.getLogger(__name__)
 
@@ -52,45 +49,40 @@ def topic_specs(settings: Settings, partitions: int | None = None) -> list[Topic
     ]
 
 
-def create_topics(settings: Settings, partitions: int | None = None) -> list[str]:
+def create_topics(
+    settings: Settings, partitions: int | None = None, admin: Admin | None = None
+) -> list[str]:
     """Create every topic that is missing; report (never change) existing ones that differ.
+    Uses ``admin`` when given, else one of the configured transport's, closed after.
 
     Returns one human line per topic.
     """
     specs = topic_specs(settings, partitions)
-    client = admin(settings)
+    client = admin or clients_for(settings).admin()
     report: list[str] = []
     try:
-        existing = set(client.list_topics())
-        missing = [s for s in specs if s.name not in existing]
-        for spec in missing:
+        existing = client.list_topics()
+        for spec in [s for s in specs if s.name not in existing]:
             try:
-                client.create_topics(
-                    [NewTopic(spec.name, spec.partitions, 1, topic_configs=spec.configs)]
-                )
+                client.create_topic(spec.name, spec.partitions, spec.configs)
                 report.append(f"created  {spec.name} ({spec.partitions} partitions)")
-            except TopicAlreadyExistsError:  # another process won the race
+            except TopicExists:  # another process won the race
                 existing.add(spec.name)
-        present = [s for s in specs if s.name in existing]
+        present = [s.name for s in specs if s.name in existing]
         if present:
-            described = {t["name"]: t for t in client.describe_topics([s.name for s in present])}
-            configs = _configs(client, [s.name for s in present])
-            for spec in present:
-                report.append(_compare(spec, described.get(spec.name), configs.get(spec.name, {})))
+            counts = client.describe_topics(present)
+            configs = client.describe_configs(present)
+            for spec in specs:
+                if spec.name in existing:
+                    report.append(_compare(spec, counts.get(spec.name), configs.get(spec.name, {})))
     finally:
-        client.close()
+        if admin is None:
+            client.close()
     return report
 
 
-def _configs(client: Any, names: list[str]) -> dict[str, dict[str, str]]:
-    resources = [ConfigResource(ConfigResourceType.TOPIC, n) for n in names]
-    topics = client.describe_configs(resources).get("topic", {})
-    return {name: {k: e["value"] for k, e in entries.items()} for name, entries in topics.items()}
-
-
-def _compare(spec: TopicSpec, described: dict[str, Any] | None, configs: dict[str, str]) -> str:
+def _compare(spec: TopicSpec, have: int | None, configs: dict[str, str]) -> str:
     diffs = []
-    have = len(described["partitions"]) if described else None
     if have is not None and have != spec.partitions:
         diffs.append(f"partitions {have} (riverflow would use {spec.partitions})")
     for key, want in spec.configs.items():

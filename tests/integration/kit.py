@@ -15,11 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from kafka import KafkaConsumer, TopicPartition
-
 from riverflow.scrape import Page
-from riverflow.settings import Settings, kafka_kwargs, load_settings
+from riverflow.settings import Settings, load_settings
 from riverflow.topics import create_topics
+from riverflow.transport import clients_for, topic_partitions
 
 
 def wait_until(check: Callable[[], Any], timeout: float = 60, what: str = "condition") -> Any:
@@ -210,31 +209,27 @@ def read_topic(
     """Every record of ``topic`` from the start: until ``expect`` are read (writers may still
     be at work), or else up to the end offsets at the call (its writers are done; a pause in
     the reading, slow on a loaded machine, does not cut it short). ``timeout`` bounds both."""
-    consumer = KafkaConsumer(
-        **kafka_kwargs(settings),
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        isolation_level="read_committed" if committed_only else "read_uncommitted",
-    )
+    consumer = clients_for(settings).consumer(committed_only=committed_only)
     try:
-        ids = sorted(consumer.partitions_for_topic(topic) or [])
-        parts = [TopicPartition(topic, p) for p in ids]
+        parts = topic_partitions(consumer, topic)
         consumer.assign(parts)
-        consumer.seek_to_beginning(*parts)
+        for tp, offset in consumer.beginning_offsets(parts).items():
+            consumer.seek(tp, offset)
         ends = consumer.end_offsets(parts)  # the last stable offsets when read_committed
         records: list[Any] = []
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if expect is None and all(consumer.position(tp) >= ends[tp] for tp in parts):
+            if expect is None and all(
+                (consumer.position(tp, 5.0) or 0) >= ends[tp] for tp in parts
+            ):
                 break
-            for recs in consumer.poll(timeout_ms=500).values():
+            for recs in consumer.poll_batch(0.5).values():
                 records.extend(recs)
             if expect is not None and len(records) >= expect:
                 break
         return records
     finally:
-        consumer.close()
+        consumer.close(10)
 
 
 def make_stack(bootstrap: str, partitions: int = 3, **overrides: Any) -> Stack:
@@ -256,6 +251,7 @@ def make_stack(bootstrap: str, partitions: int = 3, **overrides: Any) -> Stack:
     create_topics(settings)
     env = {k: v for k, v in os.environ.items() if not k.startswith("RIVERFLOW_")}
     env["RIVERFLOW_BOOTSTRAP_SERVERS"] = bootstrap
+    env["RIVERFLOW_KAFKA_CLIENT"] = settings.kafka_client  # the suite runs on either transport
     env["RIVERFLOW_PARTITIONS"] = str(partitions)
     for key, value in {**names, **overrides}.items():
         env[f"RIVERFLOW_{key.upper()}"] = str(value)
