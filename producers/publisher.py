@@ -8,7 +8,7 @@ delay has passed, and guarantees that no label owed is lost:
 - a stop (Ctrl-C, SIGTERM) or an error in the source sends the labels that are due, then sends
   the rest at once, early, with a logged count (a learner joins a label that arrives before its
   prediction as well as one that arrives after), then flushes;
-- while the broker is away, records wait in the producer (kafka-python retries them in order
+- while the broker is away, records wait in the producer (the client retries them in order
   until the broker is back) and the source pauses once :data:`MAX_WAITING` records wait; a send
   that times out waiting for the broker is tried again, and so is a record that expired;
 - a message Kafka refuses for good is counted and makes the command fail, and so do records
@@ -20,7 +20,7 @@ source ends are due at that point: no more readings will come.
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import logging
 import time
 from collections import deque
@@ -28,19 +28,16 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from kafka.errors import KafkaError, KafkaTimeoutError
-
 from producers.events import Outgoing
 from producers.pacing import DueQueue, Pacer
 from producers.progress import Progress
-from riverflow.clients import close_producer
-from riverflow.clients import producer as make_producer
 from riverflow.connectivity import BrokerLink
 from riverflow.errors import BrokerError, RiverflowError
 from riverflow.lifecycle import Stopper
 from riverflow.schemas import dumps, now_ms
 from riverflow.settings import Settings
 from riverflow.topics import create_topics
+from riverflow.transport import Producer
 from riverflow.transport.errors import BrokerUnavailable, TransportError
 
 log = logging.getLogger(__name__)
@@ -53,7 +50,7 @@ DelayUnit = Literal["seconds", "readings"]
 MAX_WAITING = 100_000
 # A send blocks this long at most waiting for a topic's metadata (the broker away), then is
 # tried again: short enough to notice a stop.
-MAX_BLOCK_MS = 5_000
+MAX_BLOCK_S = 5.0
 # How often a paused source or a final flush looks again.
 WAIT_SLICE_S = 0.5
 
@@ -100,8 +97,8 @@ class Publisher:
         rate: float,
         delay_unit: DelayUnit = "seconds",
         duration_s: float | None = None,
+        producer: Producer,
         stopper: Stopper | None = None,
-        producer: Any = None,
         progress: Progress | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -112,16 +109,14 @@ class Publisher:
         self.duration_s = duration_s
         self.stopper = stopper or Stopper()
         self.link = BrokerLink(settings.bootstrap_servers)
-        if producer is None:
-            producer = make_producer(settings, max_block_ms=MAX_BLOCK_MS)
-            self.link.watch(producer)
+        self.link.watch_probe(id(producer), producer.connected)
         self.producer = producer
         self.progress = progress or Progress(name)
         self.clock = clock
         self.report = Report()
         self._labels: DueQueue[Outgoing] = DueQueue()
         self._first_error: BaseException | None = None
-        # Handed to the producer (this thread) and resolved (kafka-python's sender thread):
+        # Handed to the producer (this thread) and resolved (the client's delivery callbacks):
         # each counter has one writer, so their difference is what waits for Kafka.
         self._handed = 0
         self._resolved = 0
@@ -140,7 +135,7 @@ class Publisher:
             self._send_readings(iter(events))
             if report.interrupted is None:
                 self._finish_labels()
-        except KafkaError as exc:
+        except TransportError as exc:
             kafka_failed = True
             raise BrokerError(f"sending to Kafka failed: {exc}") from exc
         finally:
@@ -257,8 +252,7 @@ class Publisher:
         give_up_at: float | None = None
         while not kafka_failed:
             self._send_expired()
-            with contextlib.suppress(KafkaTimeoutError):  # the broker away: look again
-                self.producer.flush(timeout=WAIT_SLICE_S)
+            self.producer.flush(WAIT_SLICE_S)  # what still waits: the broker is away
             if not self._resend and self._handed == self._resolved:
                 break
             if self.stopper.wait(0):
@@ -273,7 +267,7 @@ class Publisher:
                 self.report.undelivered,
                 timeout_s,
             )
-        close_producer(self.producer, timeout_s)
+        self.producer.close(timeout_s)
 
     def _label_now(self, now: float) -> float:
         return now if self.delay_unit == "seconds" else float(self.report.readings)
@@ -312,17 +306,18 @@ class Publisher:
         while the broker is away) is tried again until it goes; False if a stop came first (the
         record is counted as undelivered)."""
         topic, key, value = record
+        settled = functools.partial(self._settled, record)
         while True:
             try:
-                future = self.producer.send(topic, key=key, value=value)
+                self.producer.send(topic, key, value, on_delivery=settled)
                 break
-            except KafkaTimeoutError:
+            except TransportError as exc:
+                if not exc.retriable:
+                    raise
                 if self.stopper.wait(WAIT_SLICE_S):
                     self.report.undelivered += 1
                     return False
         self._handed += 1
-        future.add_callback(self._delivered)
-        future.add_errback(lambda exc: self._failed(record, exc))
         return True
 
     def _send_expired(self) -> None:
@@ -330,15 +325,15 @@ class Publisher:
             if not self._produce(self._resend.popleft()):
                 return
 
-    # -- on kafka-python's sender thread ---------------------------------------------------------
+    # -- on a client thread, or inside a send or flush ---------------------------------------
 
-    def _delivered(self, _metadata: Any) -> None:
-        self._resolved += 1
-
-    def _failed(self, record: Record, exc: BaseException) -> None:
+    def _settled(self, record: Record, exc: TransportError | None) -> None:
+        if exc is None:
+            self._resolved += 1
+            return
         if self._giving_up:  # failed by the close after a stop: counted as undelivered
             return
-        if isinstance(exc, KafkaError) and exc.retriable:
+        if exc.retriable:
             self._resend.append(record)  # expired in the producer: sent again, never dropped
         else:
             self.report.failed += 1

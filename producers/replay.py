@@ -15,11 +15,12 @@ from collections.abc import Iterable, Iterator
 
 from producers.events import Outgoing, run_prefix
 from producers.options import add_label_delay, add_rate, number
-from producers.publisher import Publisher, ensure_topics
+from producers.publisher import MAX_BLOCK_S, Publisher, ensure_topics
 from producers.tabular import FeatureCleaner, open_source, to_events
 from riverflow.lifecycle import Stopper
 from riverflow.options import settings_from
 from riverflow.schemas import now_ms
+from riverflow.transport import clients_for
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
     publisher = Publisher(
         settings,
         name="replay",
+        producer=clients_for(settings).producer(max_block_s=MAX_BLOCK_S),
         rate=args.rate,
         delay_unit="readings" if by_events else "seconds",
         stopper=Stopper().install(),

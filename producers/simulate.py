@@ -16,10 +16,11 @@ import random
 from producers.events import run_prefix
 from producers.fleet import CONCEPTS, DEFAULT_CONCEPT, Concept, fleet
 from producers.options import add_label_delay, add_rate, number
-from producers.publisher import Publisher, ensure_topics
+from producers.publisher import MAX_BLOCK_S, Publisher, ensure_topics
 from riverflow.errors import ConfigError
 from riverflow.lifecycle import Stopper
 from riverflow.options import settings_from
+from riverflow.transport import clients_for
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
     publisher = Publisher(
         settings,
         name="simulate",
+        producer=clients_for(settings).producer(max_block_s=MAX_BLOCK_S),
         rate=args.rate,
         duration_s=args.duration,
         stopper=Stopper().install(),

@@ -35,6 +35,7 @@ from riverflow.transport.base import (
 )
 from riverflow.transport.errors import (
     AbortableTransactionError,
+    BrokerUnavailable,
     CommitFailed,
     Fenced,
     RecordTooLarge,
@@ -70,6 +71,7 @@ class FakeKafka:
         self.groups: dict[str, _Group] = {}
         self.epochs: dict[str, int] = {}  # transactional id -> current epoch
         self.open: dict[str, FakeProducer] = {}  # transactional id -> producer mid-transaction
+        self.down = False  # an outage: nothing is fetched or delivered, clients not connected
         self._clock = itertools.count(1_700_000_000_000)
 
     def clients(self, max_poll_records: int = 500) -> FakeClients:
@@ -154,6 +156,7 @@ class FakeClients:
         transaction_timeout_ms: int | None = None,
         max_request_bytes: int | None = None,
         linger_ms: int | None = None,
+        max_block_s: float | None = None,
     ) -> FakeProducer:
         return FakeProducer(self.kafka, transactional_id, max_request_bytes or 4 * 1024 * 1024)
 
@@ -266,6 +269,8 @@ class FakeConsumer:
         return self.kafka.stable_end(tp) if self.committed_only else len(self.kafka.log(tp))
 
     def poll_batch(self, timeout_s: float, max_records: int | None = None) -> Batch:
+        if self.kafka.down:
+            return {}
         self._join()
         room = max_records or self.max_records
         batch: Batch = {}
@@ -340,6 +345,9 @@ class FakeConsumer:
     def group_metadata(self) -> Any:
         return (self.group_id, self.generation, self)
 
+    def connected(self) -> bool:
+        return not self.kafka.down
+
     def close(self, timeout_s: float) -> None:
         if self.group_id is not None and self.topics:
             group = self.kafka.group(self.group_id)
@@ -383,6 +391,8 @@ class FakeProducer:
         self.queued.append((message, on_delivery))
 
     def flush(self, timeout_s: float) -> int:
+        if self.kafka.down:
+            return len(self.queued)
         queued, self.queued = self.queued, []
         for message, on_delivery in queued:
             error = self._deliver(message)
@@ -473,9 +483,16 @@ class FakeProducer:
             self.kafka.log(tp).append(_Entry(None))
         self.written = []
 
+    def connected(self) -> bool:
+        return not self.kafka.down
+
     def close(self, timeout_s: float) -> None:
         if not self.in_transaction:
             self.flush(timeout_s)
+        for _, on_delivery in self.queued:  # the broker away: what waits fails
+            if on_delivery is not None:
+                on_delivery(BrokerUnavailable("the producer closed first", "bootstrap"))
+        self.queued = []
         self.closed = True
 
 

@@ -96,6 +96,7 @@ def check_produce_and_consume(env: Env) -> None:
         producer.send(topic, key, f"v{i}".encode(), headers, on_delivery=delivered.append)
     assert producer.flush(env.timeout_s) == 0
     assert delivered == [None] * 60
+    assert producer.connected()
     producer.close(env.timeout_s)
 
     consumer = env.clients.consumer()
@@ -108,6 +109,7 @@ def check_produce_and_consume(env: Env) -> None:
         batches.append(sum(len(v) for v in batch.values()))
         for part in batch.values():
             records.extend(part)
+    assert consumer.connected()
     consumer.close(env.timeout_s)
     assert len(records) == 60 and max(batches) <= 7
     assert {r.value for r in records} == {f"v{i}".encode() for i in range(60)}

@@ -158,6 +158,10 @@ class Consumer(Protocol):
         :meth:`Producer.send_offsets_to_transaction` (the broker fences a member that lost its
         partitions, KIP-447)."""
 
+    def connected(self) -> bool:
+        """Whether the client holds an open connection to a broker: no request, no waiting,
+        safe from another thread. Reconnecting is the client's own business."""
+
     def close(self, timeout_s: float) -> None:
         """Leave the group (revocation callbacks run first) without committing anything."""
 
@@ -199,17 +203,23 @@ class Producer(Protocol):
         """Commit the consumer's next ``offsets`` with the open transaction, or not at all."""
 
     def commit_transaction(self, timeout_s: float) -> None:
-        """Flush, then commit. Raises
+        """Flush, then commit, waiting at most ``timeout_s`` (then
+        :class:`~riverflow.transport.errors.Timeout`: the outcome is unknown until
+        ``init_transactions`` of a producer with the same id settles it). Raises
         :class:`~riverflow.transport.errors.AbortableTransactionError` (abort, then carry on),
         :class:`~riverflow.transport.errors.Fenced`/:class:`Fatal` (stop using this
         producer), or another TransportError (state unknown: abort)."""
 
     def abort_transaction(self, timeout_s: float) -> None:
-        """Abort: nothing of the transaction becomes visible to read_committed readers; records
-        still queued fail with a TransportError."""
+        """Abort, waiting at most ``timeout_s``: nothing of the transaction becomes visible to
+        read_committed readers; records still queued fail with a TransportError."""
+
+    def connected(self) -> bool:
+        """As :meth:`Consumer.connected`; may serve delivery callbacks on the calling thread."""
 
     def close(self, timeout_s: float) -> None:
-        """Send what is queued (up to ``timeout_s``), then release the client."""
+        """Send what is queued, and release the client, within about ``timeout_s`` even with
+        the broker away: records still waiting then fail (their ``on_delivery`` says so)."""
 
 
 class Admin(Protocol):
@@ -269,9 +279,22 @@ class Clients(Protocol):
         transaction_timeout_ms: int | None = None,
         max_request_bytes: int | None = None,
         linger_ms: int | None = None,
-    ) -> Producer: ...
+        max_block_s: float | None = None,
+    ) -> Producer:
+        """Records wait out a broker outage in the producer (no delivery timeout to speak of);
+        ``max_block_s`` bounds how long a send blocks for room or for the topic's metadata
+        before raising :class:`~riverflow.transport.errors.Timeout`."""
 
     def admin(self) -> Admin: ...
+
+
+# How long a record may wait in a producer for the broker to take it: a week, so that records
+# wait out any broker outage in order (retried idempotently) instead of expiring. Whoever sends
+# bounds what waits: simulate and replay pause their source, workers stop reading while a
+# batch's outputs wait.
+DELIVERY_TIMEOUT_MS = 7 * 24 * 3600 * 1000
+# A send blocks this long at most for room in the producer or a topic's metadata, by default.
+MAX_BLOCK_S = 60.0
 
 
 def default_max_request_bytes(settings: Settings) -> int:

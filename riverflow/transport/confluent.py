@@ -18,6 +18,7 @@ What librdkafka does differently, and how the contract is kept:
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import time
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
@@ -30,8 +31,10 @@ from confluent_kafka import Producer as _Producer
 from confluent_kafka import TopicPartition as _TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewPartitions, NewTopic
 
-from riverflow.settings import Settings
+from riverflow.settings import RECONNECT_BACKOFF_MAX_MS, Settings
 from riverflow.transport.base import (
+    DELIVERY_TIMEOUT_MS,
+    MAX_BLOCK_S,
     Batch,
     DeliveryCallback,
     Headers,
@@ -61,8 +64,8 @@ librdkafka_log = logging.getLogger("kafka.librdkafka")
 
 # Delivery reports served per this many sends: each waiting report holds its record's memory.
 SERVE_EVERY = 1000
-# How long a send waits for room in a full queue, as kafka-python's max_block_ms.
-MAX_BLOCK_S = 60.0
+# How often librdkafka reports its brokers' states, which connected() reads.
+STATS_INTERVAL_MS = 1000
 # A consumer error repeated within this many seconds is not logged again.
 ERROR_LOG_EVERY_S = 60.0
 
@@ -147,6 +150,7 @@ def client_config(settings: Settings) -> dict[str, Any]:
         "bootstrap.servers": settings.bootstrap_servers,
         "security.protocol": settings.security_protocol,
         "topic.metadata.refresh.interval.ms": int(settings.metadata_refresh_s * 1000),
+        "reconnect.backoff.max.ms": RECONNECT_BACKOFF_MAX_MS,
     }
     if settings.sasl_mechanism:
         conf["sasl.mechanism"] = settings.sasl_mechanism
@@ -213,8 +217,12 @@ def producer_config(
     transaction_timeout_ms: int | None = None,
     max_request_bytes: int | None = None,
     linger_ms: int | None = None,
+    max_block_s: float | None = None,
 ) -> dict[str, Any]:
-    """Producer properties: acks=all and idempotent, batched by a short linger."""
+    """Producer properties: acks=all and idempotent, batched by a short linger, records waiting
+    out an outage (:data:`~riverflow.transport.base.DELIVERY_TIMEOUT_MS`; a transactional
+    producer's records wait as long as its transaction, which librdkafka requires).
+    ``max_block_s`` is not librdkafka's: :class:`ConfluentProducer` applies it."""
     conf = client_config(settings)
     conf.update(
         {
@@ -230,6 +238,8 @@ def producer_config(
     )
     if transactional_id is not None:
         conf["transactional.id"] = transactional_id
+    else:
+        conf["message.timeout.ms"] = DELIVERY_TIMEOUT_MS
     if transaction_timeout_ms is not None:
         conf["transaction.timeout.ms"] = transaction_timeout_ms
     return conf
@@ -250,12 +260,16 @@ class ConfluentClients:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
-    def _hooks(self) -> dict[str, Any]:
-        return {"logger": librdkafka_log, "error_cb": _on_client_error}
+    def _hooks(self, links: _Links | None = None) -> dict[str, Any]:
+        hooks: dict[str, Any] = {"logger": librdkafka_log, "error_cb": _on_client_error}
+        if links is not None:
+            hooks.update(stats_cb=links.on_stats, **{"statistics.interval.ms": STATS_INTERVAL_MS})
+        return hooks
 
     def consumer(self, group_id: str | None = None, **options: Any) -> ConfluentConsumer:
         conf = consumer_config(self.settings, group_id, **options)
-        conf.update(self._hooks(), on_commit=_on_commit)
+        links = _Links()
+        conf.update(self._hooks(links), on_commit=_on_commit)
         with _mapped():
             client = _Consumer(conf)
         try:
@@ -263,15 +277,16 @@ class ConfluentClients:
         except BrokerUnavailable:
             client.close()
             raise
-        return ConfluentConsumer(client, self.settings, joins=group_id is not None)
+        return ConfluentConsumer(client, self.settings, group_id is not None, links)
 
-    def producer(self, **options: Any) -> ConfluentProducer:
+    def producer(self, *, max_block_s: float | None = None, **options: Any) -> ConfluentProducer:
         conf = producer_config(self.settings, **options)
-        conf.update(self._hooks())
+        links = _Links()
+        conf.update(self._hooks(links))
         with _mapped():
             client = _Producer(conf)
         self._check(client)
-        return ConfluentProducer(client)
+        return ConfluentProducer(client, links, MAX_BLOCK_S if max_block_s is None else max_block_s)
 
     def admin(self) -> ConfluentAdmin:
         conf = client_config(self.settings)
@@ -294,6 +309,18 @@ class ConfluentClients:
             ) from None
 
 
+class _Links:
+    """A client's broker connections, from librdkafka's statistics (the one account of them
+    it gives): up until a report says no broker is."""
+
+    def __init__(self) -> None:
+        self.up = True
+
+    def on_stats(self, report: str) -> None:
+        brokers = json.loads(report).get("brokers", {})
+        self.up = any(b.get("state") == "UP" for b in brokers.values())
+
+
 def _ck(tp: TopicPartition, offset: int | None = None) -> _TopicPartition:
     if offset is None:
         return _TopicPartition(tp.topic, tp.partition)
@@ -309,8 +336,9 @@ def _offsets(offsets: Mapping[TopicPartition, int]) -> list[_TopicPartition]:
 
 
 class ConfluentConsumer:
-    def __init__(self, client: _Consumer, settings: Settings, joins: bool) -> None:
+    def __init__(self, client: _Consumer, settings: Settings, joins: bool, links: _Links) -> None:
         self._c = client
+        self._links = links
         self._max_records = settings.max_poll_records
         self._metadata_timeout_s = settings.bootstrap_timeout_s
         self._joins = joins
@@ -509,6 +537,9 @@ class ConfluentConsumer:
         with _mapped():
             return self._c.consumer_group_metadata()
 
+    def connected(self) -> bool:
+        return self._links.up
+
     def close(self, timeout_s: float) -> None:
         with _mapped():
             self._c.close()
@@ -524,8 +555,10 @@ def _report(err: KafkaError | None, message: Any) -> None:
 
 
 class ConfluentProducer:
-    def __init__(self, client: _Producer) -> None:
+    def __init__(self, client: _Producer, links: _Links, max_block_s: float) -> None:
         self._p = client
+        self._links = links
+        self._max_block_s = max_block_s
         self._unserved = 0
         self._fatal: Fatal | None = None
 
@@ -552,8 +585,8 @@ class ConfluentProducer:
     def _produce_when_room(
         self, topic: str, key: Any, value: Any, headers: Any, report: Any
     ) -> None:
-        """The queue is full: serve delivery reports until a record fits, within MAX_BLOCK_S."""
-        deadline = time.monotonic() + MAX_BLOCK_S
+        """The queue is full: serve delivery reports until a record fits, within max_block_s."""
+        deadline = time.monotonic() + self._max_block_s
         while True:
             self._p.poll(0.05)
             try:
@@ -562,7 +595,8 @@ class ConfluentProducer:
             except BufferError:
                 if time.monotonic() > deadline:
                     raise Timeout(
-                        f"the producer's queue stayed full for {MAX_BLOCK_S:.0f}s", "QUEUE_FULL"
+                        f"the producer's queue stayed full for {self._max_block_s:g}s",
+                        "QUEUE_FULL",
                     ) from None
             except KafkaException as exc:
                 raise _raised(exc) from exc
@@ -609,11 +643,17 @@ class ConfluentProducer:
             self._p.abort_transaction(timeout_s)
         self._p.poll(0)  # the purged records' reports
 
+    def connected(self) -> bool:
+        self._p.poll(0)  # statistics are served by poll like delivery reports
+        return self._links.up
+
     def close(self, timeout_s: float) -> None:
-        """librdkafka's producer has no close: flush, and the client goes with its last
-        reference."""
+        """librdkafka's producer has no close: flush, fail what still waits (purge), and the
+        client goes with its last reference."""
         with _mapped():
-            self._p.flush(timeout_s)
+            if self._p.flush(timeout_s):
+                self._p.purge()
+                self._p.flush(0)  # the purged records' reports
 
 
 class ConfluentAdmin:

@@ -33,6 +33,8 @@ from kafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 from riverflow.clients import KeyHashPartitioner
 from riverflow.settings import Settings, kafka_kwargs
 from riverflow.transport.base import (
+    DELIVERY_TIMEOUT_MS,
+    MAX_BLOCK_S,
     Batch,
     DeliveryCallback,
     Headers,
@@ -178,12 +180,16 @@ def producer_config(
     transaction_timeout_ms: int | None = None,
     max_request_bytes: int | None = None,
     linger_ms: int | None = None,
+    max_block_s: float | None = None,
 ) -> dict[str, Any]:
-    """KafkaProducer keyword arguments: acks=all and idempotent, batched by a short linger."""
+    """KafkaProducer keyword arguments: acks=all and idempotent, batched by a short linger,
+    records waiting out an outage (:data:`~riverflow.transport.base.DELIVERY_TIMEOUT_MS`)."""
     kw: dict[str, Any] = dict(
         client_config(settings),
         client_id=f"{settings.client_id}-producer",
         acks="all",
+        delivery_timeout_ms=DELIVERY_TIMEOUT_MS,
+        max_block_ms=int((MAX_BLOCK_S if max_block_s is None else max_block_s) * 1000),
         linger_ms=5 if linger_ms is None else linger_ms,
         batch_size=256 * 1024,
         max_request_size=max_request_bytes or default_max_request_bytes(settings),
@@ -341,9 +347,19 @@ class KafkaPythonConsumer:
     def group_metadata(self) -> Any:
         return self._c.group_metadata()
 
+    def connected(self) -> bool:
+        return _has_live_connection(self._c._cluster)
+
     @_mapped
     def close(self, timeout_s: float) -> None:
         self._c.close(autocommit=False, timeout_ms=int(timeout_s * 1000))
+
+
+def _has_live_connection(cluster: Any) -> bool:
+    """kafka-python 3 keeps a client's connections in its connection manager, reached through
+    its cluster metadata: the only account of them that costs no request. Safe from another
+    thread (a copy of the dict, then plain attribute reads)."""
+    return any(conn.connected for conn in list(cluster._manager._conns.values()))
 
 
 def _log_commit(offsets: Any, result: Any) -> None:
@@ -436,15 +452,44 @@ class KafkaPythonProducer:
 
     def commit_transaction(self, timeout_s: float) -> None:
         with self._transactional():
-            self._p.commit_transaction()
+            self._end_transaction(True, timeout_s)
 
     def abort_transaction(self, timeout_s: float) -> None:
         with self._transactional():
-            self._p.abort_transaction()
+            self._end_transaction(False, timeout_s)
 
-    @_mapped
+    def _end_transaction(self, commit: bool, timeout_s: float) -> None:
+        """kafka-python's own commit and abort wait without a bound (the Java client had the
+        same bug, KAFKA-7763): an unreachable broker would hold the caller for the outage."""
+        manager = self._p._transaction_manager
+        if manager is None:
+            raise ke.IllegalStateError("a transactional method of a non-transactional producer")
+        result = manager.begin_commit() if commit else manager.begin_abort()
+        self._p._sender.wakeup()
+        if not result.wait(timeout_ms=timeout_s * 1000):
+            what = "commit" if commit else "abort"
+            raise ke.KafkaTimeoutError(
+                f"the transaction's {what} was not confirmed within {timeout_s:g}s"
+            )
+
+    def connected(self) -> bool:
+        return _has_live_connection(self._p._metadata)
+
     def close(self, timeout_s: float) -> None:
-        self._p.close(timeout=timeout_s)
+        """kafka-python's ``close()`` raises when records still wait at the deadline and leaves
+        its sender thread running: those records are failed instead (force close)."""
+        try:
+            self._p.close(timeout=timeout_s)
+            return
+        except ke.KafkaError as exc:
+            log.debug("closing a producer whose records still wait: failing them (%s)", exc)
+        sender = self._p._sender
+        sender.force_close()
+        sender.join(max(timeout_s, 1.0))
+        try:
+            self._p.close(timeout=0)
+        except ke.KafkaError as exc:
+            log.error("a producer did not close (%s)", exc)
 
 
 class KafkaPythonAdmin:

@@ -1,4 +1,4 @@
-"""The publisher's loop against a recording stand-in for KafkaProducer (no broker needed)."""
+"""The publisher's loop against a recording stand-in for a transport Producer (no broker)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from kafka.errors import KafkaTimeoutError
 
 import producers.publisher as publisher_module
 from producers.events import Outgoing
@@ -19,45 +18,43 @@ from producers.publisher import DelayUnit, Publisher
 from riverflow.errors import BrokerError, ConfigError, RiverflowError
 from riverflow.lifecycle import Stopper
 from riverflow.settings import load_settings
+from riverflow.transport.base import DeliveryCallback
+from riverflow.transport.errors import Timeout, TransportError
 
 SETTINGS = load_settings(readings_topic="r", feedback_topic="f")
 
 
-class Future:
-    """Resolved at once: delivered, or failed with ``error``."""
-
-    def __init__(self, error: BaseException | None) -> None:
-        self.error = error
-
-    def add_callback(self, callback: Callable[[Any], None]) -> Future:
-        if self.error is None:
-            callback(None)
-        return self
-
-    def add_errback(self, callback: Callable[[BaseException], None]) -> Future:
-        if self.error is not None:
-            callback(self.error)
-        return self
-
-
 class Recorder:
-    """Records (topic, key, value, monotonic time); refuses the messages named in ``refuse``."""
+    """A stand-in for a transport Producer that records (topic, key, value, monotonic time) and
+    settles each send at once; refuses the messages named in ``refuse``."""
 
     def __init__(self, refuse: set[str] | None = None) -> None:
         self.sent: list[tuple[str, bytes, dict[str, Any], float]] = []
         self.refuse = refuse or set()
         self.flushed = self.closed = False
 
-    def send(self, topic: str, key: bytes, value: bytes) -> Future:
+    def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Any = None,
+        on_delivery: DeliveryCallback | None = None,
+    ) -> None:
+        assert value is not None and key is not None and on_delivery is not None
         decoded = json.loads(value)
         self.sent.append((topic, key, decoded, time.monotonic()))
         bad = decoded["event_id"] in self.refuse
-        return Future(RuntimeError("broker said no") if bad else None)
+        on_delivery(TransportError("broker said no") if bad else None)
 
-    def flush(self, timeout: float | None = None) -> None:
+    def flush(self, timeout_s: float) -> int:
         self.flushed = True
+        return 0
 
-    def close(self, timeout: float | None = None) -> None:
+    def connected(self) -> bool:
+        return True
+
+    def close(self, timeout_s: float) -> None:
         self.closed = True
 
     def order(self) -> list[str]:
@@ -197,34 +194,6 @@ def test_progress_prints_plain_lines_when_not_a_terminal() -> None:
 # -- a broker that is away -------------------------------------------------------------------
 
 
-class Pending:
-    """A future resolved later, by :meth:`Away.come_back` (as kafka-python's sender thread
-    would), or failed with ``error``."""
-
-    def __init__(self) -> None:
-        self.callbacks: list[Callable[[Any], None]] = []
-        self.done = False
-        self.lock = threading.Lock()
-
-    def add_callback(self, callback: Callable[[Any], None]) -> Pending:
-        with self.lock:
-            if not self.done:
-                self.callbacks.append(callback)
-                return self
-        callback(None)
-        return self
-
-    def add_errback(self, callback: Callable[[BaseException], None]) -> Pending:
-        return self  # delivered in the end
-
-    def resolve(self) -> None:
-        with self.lock:
-            self.done = True
-            callbacks, self.callbacks = self.callbacks, []
-        for callback in callbacks:
-            callback(None)
-
-
 class Away(Recorder):
     """A broker that is away: the first ``send_timeouts`` sends time out waiting for metadata,
     the records of the first send of each event id in ``expire`` expire in the producer, and
@@ -234,34 +203,47 @@ class Away(Recorder):
         super().__init__()
         self.send_timeouts = send_timeouts
         self.expire = expire or set()
-        self.pending: list[Pending] = []
+        self.pending: list[DeliveryCallback] = []
+        self.lock = threading.Lock()
         self.back = threading.Event()
 
-    def send(self, topic: str, key: bytes, value: bytes) -> Any:
+    def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Any = None,
+        on_delivery: DeliveryCallback | None = None,
+    ) -> None:
+        assert value is not None and key is not None and on_delivery is not None
         if self.send_timeouts:
             self.send_timeouts -= 1
-            raise KafkaTimeoutError("Failed to update metadata after 5.0 secs.")
+            raise Timeout("Failed to update metadata after 5.0 secs.")
         event_id = json.loads(value)["event_id"]
         self.sent.append((topic, key, json.loads(value), time.monotonic()))
         if event_id in self.expire:
             self.expire.discard(event_id)
-            return Future(KafkaTimeoutError("Expiring 1 record(s): delivery timeout"))
-        future = Pending()
-        self.pending.append(future)
+            on_delivery(Timeout("Expiring 1 record(s): delivery timeout"))
+            return
+        with self.lock:
+            self.pending.append(on_delivery)
         if self.back.is_set():
             self.come_back()
-        return future
 
     def come_back(self) -> None:
+        """Delivers what waits, as a client's thread would once the broker is back."""
         self.back.set()
-        while self.pending:
-            self.pending.pop().resolve()
+        with self.lock:
+            pending, self.pending = self.pending, []
+        for on_delivery in pending:
+            on_delivery(None)
 
-    def flush(self, timeout: float | None = None) -> None:
-        if self.pending and not self.back.wait(min(timeout or 0.05, 0.05)):
-            raise KafkaTimeoutError("Timeout waiting for future")
+    def flush(self, timeout_s: float) -> int:
+        if self.pending and not self.back.wait(min(timeout_s, 0.05)):
+            return len(self.pending)
         self.come_back()
         self.flushed = True
+        return 0
 
 
 def test_sends_that_time_out_are_tried_again_and_expired_records_are_sent_again() -> None:

@@ -30,6 +30,7 @@ def test_confluent_security_settings_map_to_librdkafka_names() -> None:
         "bootstrap.servers": "a:1,b:2",
         "security.protocol": "SASL_SSL",
         "topic.metadata.refresh.interval.ms": 30000,
+        "reconnect.backoff.max.ms": 1000,
         "sasl.mechanism": "SCRAM-SHA-512",
         "sasl.username": "bob",
         "sasl.password": "s3cret",
@@ -92,6 +93,8 @@ def test_producers_are_idempotent_with_murmur2_keys_and_room_for_dead_letters() 
     assert k["max_request_size"] == c["message.max.bytes"] == dead_letters.MAX_RECORD_BYTES
     assert c["partitioner"] == "murmur2_random"
     assert "transactional.id" not in c and "transactional_id" not in k
+    # Records wait out an outage in the producer: a week.
+    assert k["delivery_timeout_ms"] == c["message.timeout.ms"] == 7 * 24 * 3600 * 1000
 
 
 def test_producer_options_map_to_each_clients_names() -> None:
@@ -104,6 +107,7 @@ def test_producer_options_map_to_each_clients_names() -> None:
     assert (k["transaction_timeout_ms"], c["transaction.timeout.ms"]) == (15_000, 15_000)
     assert (k["max_request_size"], c["message.max.bytes"]) == (16 << 20, 16 << 20)
     assert (k["linger_ms"], c["linger.ms"]) == (0, 0)
+    assert "message.timeout.ms" not in c  # librdkafka: at most the transaction's timeout
 
 
 def test_the_client_is_chosen_by_setting(monkeypatch: pytest.MonkeyPatch) -> None:
