@@ -297,6 +297,15 @@ DELIVERY_TIMEOUT_MS = 7 * 24 * 3600 * 1000
 MAX_BLOCK_S = 60.0
 
 
+def membership_timeouts(
+    settings: Settings, session_timeout_ms: int | None, heartbeat_interval_ms: int | None
+) -> tuple[int, int]:
+    """A group member's session timeout (``session_timeout_s`` unless the caller says) and its
+    heartbeat interval: a third of it, at most 3 s, so that two lost heartbeats are survived."""
+    session_ms = session_timeout_ms or int(settings.session_timeout_s * 1000)
+    return session_ms, heartbeat_interval_ms or min(3000, session_ms // 3)
+
+
 def default_max_request_bytes(settings: Settings) -> int:
     """A producer's largest request: never below what a dead letter may take
     (:mod:`riverflow.dead_letters`), and room for a batch of the largest readings."""

@@ -43,6 +43,7 @@ from riverflow.transport.base import (
     Record,
     TopicPartition,
     default_max_request_bytes,
+    membership_timeouts,
 )
 from riverflow.transport.errors import (
     AbortableTransactionError,
@@ -50,6 +51,7 @@ from riverflow.transport.errors import (
     CommitFailed,
     Fatal,
     Fenced,
+    InstanceFenced,
     RecordRejected,
     RecordTooLarge,
     Timeout,
@@ -81,7 +83,6 @@ _COMMIT_FAILED = {
     KafkaError.UNKNOWN_MEMBER_ID,
     KafkaError.REBALANCE_IN_PROGRESS,
     KafkaError._ASSIGNMENT_LOST,
-    KafkaError.FENCED_INSTANCE_ID,
     KafkaError.STALE_MEMBER_EPOCH,
 }
 _TOPIC_MISSING = {
@@ -104,7 +105,9 @@ def _error(err: KafkaError) -> TransportError:
     name = err.name()
     message = f"{name}: {err.str()}"
     kind: type[TransportError]
-    if code in _FENCED or (code == KafkaError.INVALID_PRODUCER_EPOCH and err.fatal()):
+    if code == KafkaError.FENCED_INSTANCE_ID:
+        kind = InstanceFenced
+    elif code in _FENCED or (code == KafkaError.INVALID_PRODUCER_EPOCH and err.fatal()):
         kind = Fenced
     elif err.fatal():
         kind = Fatal
@@ -200,10 +203,14 @@ def consumer_config(
             else "range,roundrobin",
         }
     )
-    if session_timeout_ms is not None:
-        conf["session.timeout.ms"] = session_timeout_ms
-    if heartbeat_interval_ms is not None:
-        conf["heartbeat.interval.ms"] = heartbeat_interval_ms
+    if group_id is not None:
+        session_ms, heartbeat_ms = membership_timeouts(
+            settings, session_timeout_ms, heartbeat_interval_ms
+        )
+        conf["session.timeout.ms"] = session_ms
+        conf["heartbeat.interval.ms"] = heartbeat_ms
+        if settings.instance_id is not None:
+            conf["group.instance.id"] = settings.instance_id
     if max_record_bytes is not None:
         conf["max.partition.fetch.bytes"] = max_record_bytes
         conf["fetch.max.bytes"] = max_record_bytes
@@ -277,7 +284,7 @@ class ConfluentClients:
         except BrokerUnavailable:
             client.close()
             raise
-        return ConfluentConsumer(client, self.settings, group_id is not None, links)
+        return ConfluentConsumer(client, self.settings, group_id, links)
 
     def producer(self, *, max_block_s: float | None = None, **options: Any) -> ConfluentProducer:
         conf = producer_config(self.settings, **options)
@@ -336,12 +343,16 @@ def _offsets(offsets: Mapping[TopicPartition, int]) -> list[_TopicPartition]:
 
 
 class ConfluentConsumer:
-    def __init__(self, client: _Consumer, settings: Settings, joins: bool, links: _Links) -> None:
+    def __init__(
+        self, client: _Consumer, settings: Settings, group_id: str | None, links: _Links
+    ) -> None:
         self._c = client
+        self._settings = settings
+        self._group_id = group_id
         self._links = links
         self._max_records = settings.max_poll_records
         self._metadata_timeout_s = settings.bootstrap_timeout_s
-        self._joins = joins
+        self._joins = group_id is not None
         self._listener: RebalanceListener | None = None
         self._assigned: set[TopicPartition] = set()  # an assign-only reader's partitions
         # Offsets sought that librdkafka's position() does not show until records arrive.
@@ -541,8 +552,17 @@ class ConfluentConsumer:
         return self._links.up
 
     def close(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        instance_id = self._settings.instance_id if self._joins else None
+        member_id = self._c.memberid() if instance_id else None
         with _mapped():
             self._c.close()
+        if self._group_id is not None and instance_id and member_id:
+            from riverflow.transport.kafka_python import leave_static_group
+
+            leave_static_group(
+                self._settings, self._group_id, member_id, instance_id, deadline - time.monotonic()
+            )
 
 
 def _deliver(on_delivery: DeliveryCallback, err: KafkaError | None, message: Any) -> None:

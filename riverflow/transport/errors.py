@@ -66,5 +66,10 @@ class Fatal(TransportError):
     """The client can do nothing more: close it (and make a new one if there is work left)."""
 
 
+class InstanceFenced(Fatal):
+    """Another process joined the consumer group under this member's static instance id
+    (``group.instance.id``): carrying on would process its partitions twice."""
+
+
 class Fenced(Fatal):
     """A newer producer with the same transactional id took over: this one must stop writing."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, ParamSpec, TypeVar
@@ -25,7 +26,7 @@ from kafka import (
 )
 from kafka import TopicPartition as KafkaTopicPartition
 from kafka import errors as ke
-from kafka.admin import ConfigResource, ConfigResourceType
+from kafka.admin import ConfigResource, ConfigResourceType, MemberToRemove
 from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
 from kafka.coordinator.assignors.range import RangePartitionAssignor
 from kafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
@@ -41,6 +42,7 @@ from riverflow.transport.base import (
     RebalanceListener,
     TopicPartition,
     default_max_request_bytes,
+    membership_timeouts,
 )
 from riverflow.transport.errors import (
     AbortableTransactionError,
@@ -48,6 +50,7 @@ from riverflow.transport.errors import (
     CommitFailed,
     Fatal,
     Fenced,
+    InstanceFenced,
     RecordRejected,
     RecordTooLarge,
     Timeout,
@@ -75,7 +78,6 @@ _COMMIT_FAILED = (
     ke.IllegalGenerationError,
     ke.UnknownMemberIdError,
     ke.RebalanceInProgressError,
-    ke.FencedInstanceIdError,
 )
 _UNAVAILABLE = (ke.KafkaConnectionError, ke.NodeNotReadyError)
 _TIMEOUT = (ke.KafkaTimeoutError, ke.RequestTimedOutError)
@@ -86,7 +88,9 @@ def _error(exc: BaseException) -> TransportError:
     code = type(exc).__name__
     message = f"{code}: {exc}" if str(exc) else code
     kind: type[TransportError] = TransportError
-    if isinstance(exc, _FENCED):
+    if isinstance(exc, ke.FencedInstanceIdError):
+        kind = InstanceFenced
+    elif isinstance(exc, _FENCED):
         kind = Fenced
     elif isinstance(exc, _TOO_LARGE):
         kind = RecordTooLarge
@@ -163,10 +167,15 @@ def consumer_config(
         if cooperative
         else (RangePartitionAssignor, RoundRobinPartitionAssignor),
     )
-    if session_timeout_ms is not None:
-        kw["session_timeout_ms"] = session_timeout_ms
-    if heartbeat_interval_ms is not None:
-        kw["heartbeat_interval_ms"] = heartbeat_interval_ms
+    if group_id is not None:
+        session_ms, heartbeat_ms = membership_timeouts(
+            settings, session_timeout_ms, heartbeat_interval_ms
+        )
+        kw.update(
+            session_timeout_ms=session_ms,
+            heartbeat_interval_ms=heartbeat_ms,
+            group_instance_id=settings.instance_id,
+        )
     if max_record_bytes is not None:
         kw["max_partition_fetch_bytes"] = max_record_bytes
         kw["fetch_max_bytes"] = max_record_bytes
@@ -210,7 +219,7 @@ class KafkaPythonClients:
     def consumer(self, group_id: str | None = None, **options: Any) -> KafkaPythonConsumer:
         kw = consumer_config(self.settings, group_id, **options)
         client = self._connect(KafkaConsumer, kw)
-        return KafkaPythonConsumer(client, self.settings.max_poll_records)
+        return KafkaPythonConsumer(client, self.settings)
 
     def producer(self, **options: Any) -> KafkaPythonProducer:
         kw = producer_config(self.settings, **options)
@@ -257,9 +266,10 @@ class _Listener(AsyncConsumerRebalanceListener):
 
 
 class KafkaPythonConsumer:
-    def __init__(self, client: KafkaConsumer, max_records: int) -> None:
+    def __init__(self, client: KafkaConsumer, settings: Settings) -> None:
         self._c = client
-        self._max_records = max_records
+        self._settings = settings
+        self._max_records = settings.max_poll_records
 
     @_mapped
     def subscribe(self, topics: Sequence[str], listener: RebalanceListener | None = None) -> None:
@@ -350,9 +360,60 @@ class KafkaPythonConsumer:
     def connected(self) -> bool:
         return _has_live_connection(self._c._cluster)
 
-    @_mapped
     def close(self, timeout_s: float) -> None:
-        self._c.close(autocommit=False, timeout_ms=int(timeout_s * 1000))
+        deadline = time.monotonic() + timeout_s
+        member = self._c.group_metadata() if self._c.config["group_id"] else None
+        try:
+            self._c.close(autocommit=False, timeout_ms=int(timeout_s * 1000))
+        except ke.KafkaError as exc:
+            raise _error(exc) from exc
+        if member is not None and member.group_instance_id and member.member_id:
+            leave_static_group(
+                self._settings,
+                member.group_id,
+                member.member_id,
+                member.group_instance_id,
+                deadline - time.monotonic(),
+            )
+
+
+def leave_static_group(
+    settings: Settings, group_id: str, member_id: str, instance_id: str, timeout_s: float
+) -> None:
+    """Remove a static member (``group.instance.id``) that stopped cleanly from its group.
+
+    Neither client sends a LeaveGroup for a static member on close (KIP-345, as the Java
+    client), so its partitions would wait a whole session timeout for a restart that may never
+    come (scale-down, ``--idle-exit``, a standby learner's turn). It is removed by member id,
+    never a newer process that took the same instance id; a crash keeps it in the group for its
+    restart, which is what static membership is for. The confluent transport uses this too:
+    librdkafka's admin client cannot remove group members.
+    """
+    left_ms = int(max(0.5, timeout_s) * 1000)
+    leaving = MemberToRemove(member_id, instance_id, "stopped cleanly")
+    try:
+        admin = KafkaAdminClient(
+            **client_config(settings),
+            client_id=f"{settings.client_id}-admin",
+            request_timeout_ms=left_ms,
+            bootstrap_timeout_ms=left_ms,
+        )
+        try:
+            errors = admin.remove_group_members(group_id, [leaving])
+        finally:
+            admin.close()
+        failed = [e.__name__ for e in errors.values() if e is not ke.NoError]
+        if failed:
+            raise ke.KafkaError(", ".join(failed))
+    except ke.KafkaError as exc:
+        log.warning(
+            "could not leave group %s as %s (its partitions move after the session timeout): %s",
+            group_id,
+            instance_id,
+            exc,
+        )
+        return
+    log.info("left group %s as %s", group_id, instance_id)
 
 
 def _has_live_connection(cluster: Any) -> bool:

@@ -79,6 +79,22 @@ def test_consumer_options_map_to_each_clients_names() -> None:
     assert (k["isolation_level"], c["isolation.level"]) == ("read_uncommitted",) * 2
 
 
+def test_static_membership_and_session_timeouts_map_to_each_clients_names() -> None:
+    s = load_settings(instance_id="infer-{hostname}", session_timeout_s=12)
+    k = kafka_python.consumer_config(s, "g")
+    c = confluent.consumer_config(s, "g")
+    assert k["group_instance_id"] == c["group.instance.id"] == s.instance_id
+    assert s.instance_id is not None and "{hostname}" not in s.instance_id
+    assert (k["session_timeout_ms"], c["session.timeout.ms"]) == (12_000, 12_000)
+    assert (k["heartbeat_interval_ms"], c["heartbeat.interval.ms"]) == (3_000, 3_000)
+    dynamic = Settings()
+    assert kafka_python.consumer_config(dynamic, "g")["group_instance_id"] is None
+    assert "group.instance.id" not in confluent.consumer_config(dynamic, "g")
+    # An assign-only reader is no group member: no instance id, whatever the settings say.
+    assert "group_instance_id" not in kafka_python.consumer_config(s, None)
+    assert "group.instance.id" not in confluent.consumer_config(s, None)
+
+
 def test_an_assign_only_confluent_reader_gets_a_group_it_never_joins() -> None:
     assert confluent.consumer_config(Settings(client_id="rf"), None)["group.id"] == "rf-unjoined"
     assert kafka_python.consumer_config(Settings(), None)["group_id"] is None

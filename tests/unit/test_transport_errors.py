@@ -13,6 +13,7 @@ from riverflow.transport.errors import (
     CommitFailed,
     Fatal,
     Fenced,
+    InstanceFenced,
     RecordRejected,
     RecordTooLarge,
     Timeout,
@@ -26,6 +27,7 @@ from riverflow.transport.errors import (
     ("error", "kind"),
     [
         (ke.ProducerFencedError(), Fenced),
+        (ke.FencedInstanceIdError(), InstanceFenced),
         (ke.InvalidProducerEpochError(), Fenced),
         (ke.MessageSizeTooLargeError(), RecordTooLarge),
         (ke.RecordListTooLargeError(), RecordTooLarge),
@@ -58,6 +60,7 @@ def test_other_kafka_python_errors_keep_their_retriability() -> None:
     [
         (KafkaError(KafkaError._FENCED, fatal=True), Fenced),
         (KafkaError(KafkaError.PRODUCER_FENCED), Fenced),
+        (KafkaError(KafkaError.FENCED_INSTANCE_ID, fatal=True), InstanceFenced),
         (KafkaError(KafkaError.INVALID_PRODUCER_EPOCH, fatal=True), Fenced),
         (KafkaError(KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER, fatal=True), Fatal),
         (
