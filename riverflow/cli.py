@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from riverflow import __version__
+from riverflow.config_file import CONFIG_ENV, config_path, read_config
 from riverflow.errors import ConfigError, RiverflowError
 from riverflow.options import add_kafka_arguments, settings_from
-from riverflow.settings import unknown_env
+from riverflow.settings import unknown_config, unknown_env
 
 if TYPE_CHECKING:
     from riverflow.local_kafka import LocalKafka
@@ -118,13 +119,20 @@ def log_level(text: str) -> str:
     return level
 
 
-def _add_log_level(parser: argparse.ArgumentParser, default: str | None) -> None:
+def _add_global_options(parser: argparse.ArgumentParser, default: str | None) -> None:
     parser.add_argument(
         "--log-level",
         type=log_level,
         default=default,
         metavar="LEVEL",
         help="DEBUG, INFO, WARNING or ERROR, any case (env RIVERFLOW_LOG_LEVEL, default INFO)",
+    )
+    parser.add_argument(
+        "--config",
+        default=default,
+        metavar="FILE",
+        help="settings file in TOML, keys named like the RIVERFLOW_* variables without the "
+        f"prefix; the environment and flags override it (env {CONFIG_ENV})",
     )
 
 
@@ -136,10 +144,11 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
         description="Real-time inference and online learning on Kafka with River models.",
     )
     parser.add_argument("--version", action="version", version=f"riverflow {__version__}")
-    _add_log_level(parser, None)
-    # --log-level is also taken after the subcommand; unset there, it leaves the first one alone.
+    _add_global_options(parser, None)
+    # --log-level and --config are also taken after the subcommand; unset there, they leave the
+    # first ones alone.
     common = argparse.ArgumentParser(add_help=False)
-    _add_log_level(common, argparse.SUPPRESS)
+    _add_global_options(common, argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     kafka = sub.add_parser(
@@ -204,19 +213,30 @@ class _BrokerTroubleFilter(logging.Filter):
 
 
 def _logging_options(args: argparse.Namespace) -> tuple[str, str]:
-    """The log level (flag, else RIVERFLOW_LOG_LEVEL, else INFO) and format (RIVERFLOW_LOG_FORMAT,
-    text or json); a bad value in the environment is a ConfigError like any other setting."""
+    """The log level (flag, else RIVERFLOW_LOG_LEVEL, else the config file's log_level, else
+    INFO) and format (RIVERFLOW_LOG_FORMAT, else the file's log_format: text or json); a bad
+    value is a ConfigError like any other setting's."""
+    path = config_path()
+    file = read_config(path) if path else {}
+
+    def given(name: str, default: str) -> tuple[str, str]:
+        if os.environ.get(f"RIVERFLOW_{name.upper()}"):
+            return os.environ[f"RIVERFLOW_{name.upper()}"], f"RIVERFLOW_{name.upper()}"
+        if name in file:
+            return str(file[name]), f"{name} in {path}"
+        return default, name
+
     level = args.log_level
     if level is None:
+        text, source = given("log_level", "INFO")
         try:
-            level = log_level(os.environ.get("RIVERFLOW_LOG_LEVEL") or "INFO")
+            level = log_level(text)
         except argparse.ArgumentTypeError as exc:
-            raise ConfigError(f"RIVERFLOW_LOG_LEVEL: {exc}") from None
-    fmt = (os.environ.get("RIVERFLOW_LOG_FORMAT") or "text").strip().lower()
+            raise ConfigError(f"{source}: {exc}") from None
+    text, source = given("log_format", "text")
+    fmt = text.strip().lower()
     if fmt not in LOG_FORMATS:
-        raise ConfigError(
-            f"RIVERFLOW_LOG_FORMAT: {fmt!r} is not a log format: text (default) or json"
-        )
+        raise ConfigError(f"{source}: {fmt!r} is not a log format: text (default) or json")
     return level, fmt
 
 
@@ -247,12 +267,16 @@ def _configure_logging(level: str, fmt: str = "text") -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(argv).parse_args(argv)
+    if args.config:
+        # Through the environment, so the processes `up` starts read the same file.
+        os.environ[CONFIG_ENV] = str(Path(args.config).resolve())
     try:
         _configure_logging(*_logging_options(args))
+        warnings = unknown_env(os.environ) + unknown_config()
     except ConfigError as exc:
         print(f"riverflow: error: {exc}", file=sys.stderr)
         return 2
-    for warning in unknown_env(os.environ):
+    for warning in warnings:
         log.warning("%s", warning)
     func: Any = args.func
     try:

@@ -1,4 +1,5 @@
-"""One frozen settings model for every command: env prefix ``RIVERFLOW_``, CLI flags override."""
+"""One frozen settings model for every command: CLI flags over the environment (prefix
+``RIVERFLOW_``) over the config file (:mod:`riverflow.config_file`) over defaults."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from riverflow.config_file import CONFIG_ENV, ConfigFileSource, config_path, read_config
 from riverflow.errors import ConfigError
 
 _INSTANCE_ID = re.compile(r"[A-Za-z0-9._-]{1,249}")
@@ -104,6 +106,20 @@ class Settings(BaseSettings):
     metrics_port: int | None = Field(None, ge=0, le=65535)  # None: the command's default; 0: off
     idle_exit_s: float | None = Field(None, gt=0)
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Flags (init arguments) over the environment over the config file.
+        path = config_path()
+        file = () if path is None else (ConfigFileSource(settings_cls, path),)
+        return (init_settings, env_settings, dotenv_settings, *file, file_secret_settings)
+
     @field_validator("instance_id")
     @classmethod
     def _instance_id(cls, value: str | None) -> str | None:
@@ -140,9 +156,9 @@ def load_settings(**overrides: Any) -> Settings:
             f"  {'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}"
             for e in exc.errors()
         ]
-        raise ConfigError(
-            "invalid configuration (flags or RIVERFLOW_* environment):\n" + "\n".join(lines)
-        ) from None
+        path = config_path()
+        where = "flags or RIVERFLOW_* environment" + (f" or config file {path}" if path else "")
+        raise ConfigError(f"invalid configuration ({where}):\n" + "\n".join(lines)) from None
 
 
 # RIVERFLOW_* variables read outside Settings (logging, the local broker's cache and jar
@@ -155,28 +171,50 @@ OTHER_ENV = frozenset(
         "RIVERFLOW_MAVEN_REPOSITORY",
         "RIVERFLOW_IMAGE_TAG",
         "RIVERFLOW_COMPOSE_SCHEMA",
+        CONFIG_ENV,
     }
 )
+# Read from the config file outside Settings (by the CLI's logging set-up).
+OTHER_CONFIG_KEYS = frozenset({"log_level", "log_format"})
 OTHER_ENV_PREFIXES = ("RIVERFLOW_TEST_",)
 
 
 def unknown_env(environ: Mapping[str, str]) -> list[str]:
     """One warning per ``RIVERFLOW_*`` variable that nothing reads (a typo is otherwise silently
     ignored), naming the closest known variable."""
-    known = {f"RIVERFLOW_{name.upper()}" for name in Settings.model_fields} | OTHER_ENV
+    cut = len("RIVERFLOW_")
+    known = set(Settings.model_fields) | {name[cut:].lower() for name in OTHER_ENV}
     warnings = []
     for name in sorted(environ):
         upper = name.upper()
         if not upper.startswith("RIVERFLOW_") or upper.startswith(OTHER_ENV_PREFIXES):
             continue
-        if upper in known:  # pydantic-settings matches names in any case
-            continue
-        # Compared without the prefix, which every name shares and would make anything "close".
-        cut = len("RIVERFLOW_")
-        close = difflib.get_close_matches(upper[cut:], [k[cut:] for k in known], n=1, cutoff=0.6)
-        hint = f" (did you mean RIVERFLOW_{close[0]}?)" if close else ""
-        warnings.append(f"{name} is not a riverflow setting and is ignored{hint}")
+        key = upper[cut:].lower()  # pydantic-settings matches names in any case
+        if key not in known:
+            hint = _closest(key, known)
+            hint = f" (did you mean RIVERFLOW_{hint.upper()}?)" if hint else ""
+            warnings.append(f"{name} is not a riverflow setting and is ignored{hint}")
     return warnings
+
+
+def unknown_config() -> list[str]:
+    """One warning per key of the config file that is not a setting, naming the closest one."""
+    path = config_path()
+    if path is None:
+        return []
+    known = set(Settings.model_fields) | OTHER_CONFIG_KEYS
+    warnings = []
+    for key in sorted(set(read_config(path)) - known):
+        hint = _closest(key, known)
+        hint = f" (did you mean {hint}?)" if hint else ""
+        warnings.append(f"{path}: {key} is not a riverflow setting and is ignored{hint}")
+    return warnings
+
+
+def _closest(name: str, known: set[str]) -> str | None:
+    # Names compared without the RIVERFLOW_ prefix, which would make anything "close".
+    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+    return close[0] if close else None
 
 
 # Reconnects to a broker that is away back off exponentially from 50 ms up to this bound (the
