@@ -9,7 +9,7 @@ import argparse
 import json
 import timeit
 
-from riverflow.schemas import Decoder, now_ms
+from riverflow.schemas import Decoder, now_ms, reading_value
 
 
 def main() -> None:
@@ -19,14 +19,8 @@ def main() -> None:
     args = parser.parse_args()
 
     now = now_ms()
-    raw = json.dumps(
-        {
-            "event_id": "0f8c6a4e-5d3b-4b1e-9a7f-2c1d0e9b8a76",
-            "sensor_id": "sensor-007",
-            "ts": now,
-            "features": {f"f{i}": 0.1234567 * (i + 1) for i in range(args.features)},
-        }
-    ).encode()
+    features = {f"f{i}": 0.1234567 * (i + 1) for i in range(args.features)}
+    raw = reading_value("0f8c6a4e-5d3b-4b1e-9a7f-2c1d0e9b8a76", "sensor-007", now, features)
     decoder = Decoder(max_features=256, max_message_bytes=65536, max_ts_skew_s=86400)
 
     def best(stmt):  # type: ignore[no-untyped-def]

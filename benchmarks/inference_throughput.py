@@ -35,7 +35,7 @@ from typing import Any
 from kafka import TopicPartition
 
 from riverflow.clients import consumer, producer
-from riverflow.schemas import now_ms
+from riverflow.schemas import now_ms, reading_value
 from riverflow.scrape import Page, quantile
 from riverflow.settings import Settings, load_settings
 from riverflow.topics import create_topics
@@ -67,14 +67,8 @@ def replace_topics(settings: Settings, readings_topic: str, uid: str) -> Setting
 
 
 def reading(i: int, sensors: int = 100, features: int = FEATURES) -> bytes:
-    return json.dumps(
-        {
-            "event_id": uuid.uuid4().hex,
-            "sensor_id": f"sensor-{i % sensors}",
-            "ts": now_ms(),
-            "features": {f"f{j}": random.gauss(0.0, 1.0) for j in range(features)},
-        }
-    ).encode()
+    x = {f"f{j}": random.gauss(0.0, 1.0) for j in range(features)}
+    return reading_value(uuid.uuid4().hex, f"sensor-{i % sensors}", now_ms(), x)
 
 
 def topic_size(settings: Settings, topic: str) -> int:

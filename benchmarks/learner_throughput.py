@@ -34,7 +34,7 @@ from river import linear_model, preprocessing
 
 from online_model.snapshot import read_header
 from riverflow.clients import consumer, producer
-from riverflow.schemas import dumps, now_ms
+from riverflow.schemas import Reading, feedback_value, now_ms, prediction_value
 from riverflow.settings import Settings, load_settings
 from riverflow.topics import create_topics
 
@@ -67,20 +67,12 @@ def preproduce(settings: Settings, n: int) -> None:
         if i < n:
             x = {f"f{j}": rng.gauss(0.0, 1.0) for j in range(FEATURES)}
             event_id, key = f"e{i}", f"sensor-{i % 100}".encode()
-            prediction = {
-                "event_id": event_id,
-                "sensor_id": key.decode(),
-                "event_ts": ts + i,
-                "predicted_ts": ts + i,
-                "model": "logreg",
-                "model_version": 0,
-                "prediction": True,
-                "scores": {"True": 0.6, "False": 0.4},
-                "features": x,
-            }
-            p.send(settings.predictions_topic, key=key, value=dumps(prediction))
-            label = {"event_id": event_id, "sensor_id": key.decode(), "ts": ts + i + 1}
-            labels.append((key, dumps({**label, "label": sum(x.values()) > 0})))
+            reading = Reading(event_id=event_id, sensor_id=key.decode(), ts=ts + i, features=x)
+            scores = {"True": 0.6, "False": 0.4}
+            value = prediction_value(reading, "logreg", 0, True, scores, ts + i)
+            p.send(settings.predictions_topic, key=key, value=value)
+            label = sum(x.values()) > 0
+            labels.append((key, feedback_value(event_id, key.decode(), ts + i + 1, label)))
         if i >= LABEL_LAG:
             key, value = labels[i - LABEL_LAG]
             p.send(settings.feedback_topic, key=key, value=value)

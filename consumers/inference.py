@@ -21,7 +21,6 @@ from kafka.errors import FencedInstanceIdError, KafkaError
 
 from consumers.delivery import BatchFailed, Delivery, RecordRefused, delivery_for
 from consumers.model_follower import ModelFollower, ServedModel, trust_from
-from consumers.prediction_message import prediction_value
 from consumers.refusals import Refusals
 from consumers.snapshot_feed import SnapshotFeed
 from online_model import tasks
@@ -40,7 +39,7 @@ from riverflow.metrics import (
     serve,
 )
 from riverflow.options import add_worker_arguments, settings_from
-from riverflow.schemas import Decoder, Reading, now_ms
+from riverflow.schemas import Decoder, Reading, now_ms, prediction_value
 from riverflow.settings import Settings
 
 log = logging.getLogger(__name__)

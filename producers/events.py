@@ -6,10 +6,8 @@ publisher stamps send times, paces them and schedules the labels. Nothing here k
 
 from __future__ import annotations
 
-import math
 import uuid
 from dataclasses import dataclass
-from typing import Any
 
 from riverflow.schemas import Label
 
@@ -39,18 +37,3 @@ def run_prefix() -> str:
     """
     return uuid.uuid4().hex[:12]
 
-
-def plain_label(value: Any) -> Label | None:
-    """A label as JSON carries it: bool, int, str or finite float; numpy scalars unwrapped.
-
-    None, NaN and infinities mean "no label" (the schema refuses non-finite labels).
-    """
-    if value is None:
-        return None
-    if hasattr(value, "item") and not isinstance(value, str | bytes):
-        value = value.item()  # numpy scalar -> the Python value it holds
-    if isinstance(value, bool | int | str):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    raise TypeError(f"label {value!r} of type {type(value).__name__} is not bool/int/str/float")

@@ -21,7 +21,8 @@ from typing import Any, Literal
 
 from river.datasets import synth
 
-from producers.events import Outgoing, plain_label
+from producers.events import Outgoing
+from riverflow.schemas import wire_label
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +129,7 @@ def fleet(
             event_id=f"{id_prefix}-{seq}",
             sensor_id=sensor,
             features={_name(k): float(v) for k, v in x.items()},
-            label=plain_label(y) if labelled else None,
+            label=wire_label(y) if labelled else None,
             label_delay=delay,
         )
         seq += 1

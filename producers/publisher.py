@@ -34,7 +34,7 @@ from producers.progress import Progress
 from riverflow.connectivity import BrokerLink
 from riverflow.errors import BrokerError, RiverflowError
 from riverflow.lifecycle import Stopper
-from riverflow.schemas import dumps, now_ms
+from riverflow.schemas import feedback_value, now_ms, reading_value
 from riverflow.settings import Settings
 from riverflow.topics import create_topics
 from riverflow.transport import Producer
@@ -279,27 +279,19 @@ class Publisher:
         return max(0.0, due - now)
 
     def _send_reading(self, event: Outgoing) -> bool:
-        value = {
-            "event_id": event.event_id,
-            "sensor_id": event.sensor_id,
-            "ts": now_ms() if event.ts is None else event.ts,
-            "features": event.features,
-        }
+        ts = now_ms() if event.ts is None else event.ts
+        value = reading_value(event.event_id, event.sensor_id, ts, event.features)
         return self._send(self.settings.readings_topic, event.sensor_id, value)
 
     def _send_labels(self, due: list[Outgoing]) -> None:
         for event in due:
-            value = {
-                "event_id": event.event_id,
-                "sensor_id": event.sensor_id,
-                "ts": now_ms(),
-                "label": event.label,
-            }
+            assert event.label is not None  # only labelled events are scheduled
+            value = feedback_value(event.event_id, event.sensor_id, now_ms(), event.label)
             if self._send(self.settings.feedback_topic, event.sensor_id, value):
                 self.report.labels += 1
 
-    def _send(self, topic: str, key: str, value: dict[str, Any]) -> bool:
-        return self._produce((topic, key.encode(), dumps(value)))
+    def _send(self, topic: str, key: str, value: bytes) -> bool:
+        return self._produce((topic, key.encode(), value))
 
     def _produce(self, record: Record) -> bool:
         """Hand ``record`` to the producer. A send that times out (no metadata for the topic

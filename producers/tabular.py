@@ -32,9 +32,9 @@ from typing import IO, Any
 from river import datasets
 from river.datasets import base
 
-from producers.events import Outgoing, plain_label
+from producers.events import Outgoing
 from riverflow.errors import ConfigError
-from riverflow.schemas import Label
+from riverflow.schemas import Label, wire_label
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +144,7 @@ def to_events(
             event_id=row.event_id or f"{id_prefix}-{seq}",
             sensor_id=row.sensor_id or table.name,
             features=cleaner(row.x),
-            label=plain_label(row.y),
+            label=wire_label(row.y),
             label_delay=label_delay,
             ts=row.ts,
         )

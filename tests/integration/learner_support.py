@@ -11,7 +11,7 @@ import pytest
 
 from online_model.snapshot import Snapshot, Trust, loads
 from online_model.unpickler import Allowlist
-from riverflow.schemas import dumps, now_ms
+from riverflow.schemas import Reading, feedback_value, now_ms, prediction_value
 from tests.integration.kit import Stack, WorkerProcess, Workers
 
 
@@ -22,23 +22,12 @@ def prediction(
     prediction: Any = True,
     scores: dict[str, float] | None = None,
 ) -> bytes:
-    return dumps(
-        {
-            "event_id": event_id,
-            "sensor_id": "s1",
-            "event_ts": ts,
-            "predicted_ts": ts,
-            "model": "test",
-            "model_version": 0,
-            "prediction": prediction,
-            "scores": scores,
-            "features": features,
-        }
-    )
+    reading = Reading(event_id=event_id, sensor_id="s1", ts=ts, features=features)
+    return prediction_value(reading, "test", 0, prediction, scores, ts)
 
 
 def feedback(event_id: str, ts: int, label: Any) -> bytes:
-    return dumps({"event_id": event_id, "sensor_id": "s1", "ts": ts, "label": label})
+    return feedback_value(event_id, "s1", ts, label)
 
 
 def base_ts() -> int:

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 from consumers.inference import every_nth
-from consumers.prediction_message import json_label, prediction_value
-from riverflow.schemas import Decoder, Reading
+from riverflow.schemas import Decoder, Reading, prediction_value, wire_label
 
 READING = Reading(event_id="e-1", sensor_id="s-7", ts=1_000, features={"a": 1, "b": -2.5})
 
@@ -61,10 +60,13 @@ def test_non_finite_outputs_raise_value_error(prediction: Any, scores: Any) -> N
         ("cat", "cat"),
         (None, None),
         (("tuple", 1), "('tuple', 1)"),
+        ({"a": 1}, "{'a': 1}"),
+        (np.float64(2.5), 2.5),
+        (float("-inf"), None),
     ],
 )
 def test_labels_become_json_scalars(label: Any, plain: Any) -> None:
-    out = json_label(label)
+    out = wire_label(label)
     assert out == plain and type(out) is type(plain)
 
 

@@ -15,7 +15,7 @@ import consumers.inference as inference
 from consumers.delivery import AtLeastOnce, Transactional
 from consumers.refusals import MAX_ATTEMPTS
 from riverflow.metrics import InferenceMetrics
-from riverflow.schemas import now_ms
+from riverflow.schemas import now_ms, reading_value
 from riverflow.settings import Settings
 from tests.unit.kafka_fakes import FakeConsumer, FakeProducer, Record
 
@@ -106,9 +106,7 @@ def make_worker(
 
 
 def reading(i: int, kind: float) -> bytes:
-    return json.dumps(
-        {"event_id": f"e{i}", "sensor_id": "s", "ts": now_ms(), "features": {"kind": kind}}
-    ).encode()
+    return reading_value(f"e{i}", "s", now_ms(), {"kind": kind})
 
 
 def predicted(worker: Worker) -> list[str]:

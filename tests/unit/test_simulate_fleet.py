@@ -13,7 +13,7 @@ from producers.events import Outgoing, run_prefix
 from producers.fleet import CONCEPTS, fleet, sensor_names
 from producers.simulate import pick_concept
 from riverflow.errors import ConfigError
-from riverflow.schemas import Decoder, dumps
+from riverflow.schemas import Decoder, feedback_value, reading_value
 
 
 def take(n: int, concept: str = "sine", **kw: object) -> list[Outgoing]:
@@ -47,12 +47,9 @@ def test_events_fit_the_reading_and_feedback_contracts() -> None:
     decoder = Decoder(max_features=256, max_message_bytes=65_536, max_ts_skew_s=60)
     for name in CONCEPTS:
         for e in take(50, name):
-            reading = dumps(
-                {"event_id": e.event_id, "sensor_id": e.sensor_id, "ts": 1, "features": e.features}
-            )
-            label = dumps(
-                {"event_id": e.event_id, "sensor_id": e.sensor_id, "ts": 1, "label": e.label}
-            )
+            assert e.label is not None
+            reading = reading_value(e.event_id, e.sensor_id, 1, e.features)
+            label = feedback_value(e.event_id, e.sensor_id, 1, e.label)
             assert decoder.reading(reading, now_ms=1).features == e.features
             assert decoder.feedback(label, now_ms=1).label == e.label
             assert all(isinstance(k, str) for k in e.features)
