@@ -18,11 +18,12 @@ from tests.integration.kit import Stack, WorkerProcess, Workers
 def prediction(
     event_id: str,
     ts: int,
-    features: dict[str, float],
+    features: dict[Any, float],
     prediction: Any = True,
     scores: dict[str, float] | None = None,
 ) -> bytes:
-    reading = Reading(event_id=event_id, sensor_id="s1", ts=ts, features=features)
+    x = {str(k): float(v) for k, v in features.items()}  # JSON keys are strings
+    reading = Reading(event_id=event_id, sensor_id="s1", ts=ts, features=x)
     return prediction_value(reading, "test", 0, prediction, scores, ts)
 
 
