@@ -7,7 +7,9 @@ ARG PYTHON_VERSION=3.11
 FROM python:${PYTHON_VERSION}-slim AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
+# riverflow/deploy links to deploy/ (Prometheus, Grafana and Alertmanager files in the wheel).
+COPY deploy/ deploy/
 COPY riverflow/ riverflow/
 COPY producers/ producers/
 COPY consumers/ consumers/

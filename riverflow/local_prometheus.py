@@ -1,7 +1,8 @@
 """A local Prometheus that scrapes workers on this machine with the repo's config and rules.
 
 Used by ``riverflow up --prometheus`` and the end-to-end tests. It needs the ``prometheus``
-binary (Debian: ``apt-get install prometheus``) and a source checkout (for deploy/).
+binary (Debian: ``apt-get install prometheus``); its config and rules come with the package
+(``riverflow/deploy`` links to the repository's ``deploy/``, and the wheel carries the files).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 from riverflow.errors import ConfigError, RiverflowError
 
-DEPLOY = Path(__file__).resolve().parents[1] / "deploy" / "prometheus"
+DEPLOY = Path(__file__).resolve().parent / "deploy" / "prometheus"
 
 
 @dataclass
@@ -44,7 +45,7 @@ class LocalPrometheus:
     def prepare(self) -> Path:
         """Copy the repo's local config and alert rules into the run directory."""
         if not DEPLOY.is_dir():
-            raise ConfigError(f"{DEPLOY} is missing: run from a riverflow source checkout")
+            raise ConfigError(f"{DEPLOY} is missing: reinstall riverflow")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         shutil.copy(DEPLOY / "prometheus.local.yml", self.run_dir / "prometheus.yml")
         shutil.copy(DEPLOY / "alerts.yml", self.run_dir / "alerts.yml")
