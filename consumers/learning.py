@@ -37,6 +37,7 @@ from online_model.evaluation import (
     served_scores,
 )
 from online_model.presets import ModelSpec
+from online_model.tasks import Task
 from riverflow.errors import InvalidEvent, describe, internal
 from riverflow.metrics import HistogramBatch, LearnerMetrics
 from riverflow.schemas import Feedback, Prediction
@@ -69,13 +70,13 @@ def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def check_label(task: str, label: Any) -> None:
+def check_label(task: Task, label: Any) -> None:
     """Refuse labels the task cannot use (InvalidEvent, stage validate)."""
     if task == "regression" and not _number(label):
         raise InvalidEvent("schema", f"label {label!r}: a regression label must be a number")
 
 
-def check_prediction(task: str, prediction: Prediction) -> None:
+def check_prediction(task: Task, prediction: Prediction) -> None:
     """Refuse served predictions the task's metrics cannot score (InvalidEvent, stage validate):
     regression and anomaly serve numbers."""
     served = prediction.prediction

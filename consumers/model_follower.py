@@ -25,8 +25,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from online_model.presets import task_of
 from online_model.snapshot import Trust, loads, read_header, verify
+from online_model.tasks import Task, task_of
 from online_model.unpickler import Allowlist
 from riverflow.errors import ConfigError, SnapshotError
 from riverflow.settings import Settings
@@ -120,7 +120,7 @@ class ModelFollower:
     A refused snapshot never replaces the model.
     """
 
-    def __init__(self, name: str, task: str, trust: Trust, initial: ServedModel) -> None:
+    def __init__(self, name: str, task: Task, trust: Trust, initial: ServedModel) -> None:
         self.name = name
         self.task = task
         self.trust = trust

@@ -28,7 +28,9 @@ from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
-from river import base, compose, metrics, stats
+from river import base, metrics, stats
+
+from online_model.tasks import TASKS, Task, final_step
 
 CUMULATIVE = "cumulative"
 ROLLING = "rolling"
@@ -49,8 +51,8 @@ class Evaluator:
     same order, so the same values, without a wrapper call and a window per metric.
     """
 
-    def __init__(self, task: str, window: int) -> None:
-        if task not in ("classification", "regression", "anomaly"):
+    def __init__(self, task: Task, window: int) -> None:
+        if task not in TASKS:
             raise ValueError(f"unknown task {task!r}")
         self.task = task
         self.window = window
@@ -122,7 +124,7 @@ class Evaluator:
             yield name, window, float(m.get())
 
 
-def error(task: str, y_true: Any, y_pred: Any) -> float | None:
+def error(task: Task, y_true: Any, y_pred: Any) -> float | None:
     """The learner's error on one event, as drift detectors consume it: 0/1 misclassification,
     absolute error for regression, and for anomaly scores the distance to the 0/1 label."""
     if y_pred is None:
@@ -137,12 +139,11 @@ def error(task: str, y_true: Any, y_pred: Any) -> float | None:
 def predicts_by_argmax(model: Any) -> bool:
     """True when the classifier's ``predict_one`` is River's default, the most probable class of
     ``predict_proba_one``: one call then gives both (a pipeline predicts with its last step)."""
-    final = list(model.steps.values())[-1] if isinstance(model, compose.Pipeline) else model
-    return type(final).predict_one is base.Classifier.predict_one
+    return type(final_step(model)).predict_one is base.Classifier.predict_one
 
 
 def evaluate_one(
-    model: Any, task: str, x: dict[str, float], y: Any, evaluator: Evaluator, argmax: bool = False
+    model: Any, task: Task, x: dict[str, float], y: Any, evaluator: Evaluator, argmax: bool = False
 ) -> float | None:
     """The *test* half of test-then-train for a supervised model: predict ``x`` with the current
     model, score it against ``y``, and return the error (None when the model had no answer).
@@ -162,7 +163,7 @@ def evaluate_one(
 
 
 def served_scores(
-    task: str, y_true: Any, scores: dict[str, float] | None
+    task: Task, y_true: Any, scores: dict[str, float] | None
 ) -> dict[Any, float] | None:
     """Class probabilities of a served prediction keyed by class again (the wire keys them by
     ``str(class)``); only the classes River's log losses look up need their type back."""

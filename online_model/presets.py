@@ -14,11 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from river import anomaly, base, compose, forest, linear_model, naive_bayes, preprocessing, tree
+from river import anomaly, forest, linear_model, naive_bayes, preprocessing, tree
 
+from online_model.tasks import Task, task_of
 from riverflow.errors import ConfigError
-
-TASKS = ("classification", "regression", "anomaly")
 
 
 @dataclass(frozen=True)
@@ -26,7 +25,7 @@ class ModelSpec:
     """A named way to build a fresh estimator, and the task it solves."""
 
     name: str
-    task: str
+    task: Task
     factory: Callable[[], Any]
     doc: str = ""
 
@@ -73,20 +72,6 @@ PRESETS: dict[str, ModelSpec] = {
         ),
     )
 }
-
-
-def task_of(model: Any) -> str:
-    """The task of a River estimator (a pipeline's task is its last step's)."""
-    final = list(model.steps.values())[-1] if isinstance(model, compose.Pipeline) else model
-    if isinstance(final, base.AnomalyDetector):
-        return "anomaly"
-    if isinstance(final, base.Classifier):
-        return "classification"
-    if isinstance(final, base.Regressor):
-        return "regression"
-    raise ConfigError(
-        f"{type(final).__name__} is not a River classifier, regressor or anomaly detector"
-    )
 
 
 def resolve(name: str) -> ModelSpec:

@@ -38,6 +38,7 @@ from typing import Any
 
 import river
 
+from online_model.tasks import TASKS, Task
 from online_model.unpickler import Allowlist, restricted_load
 from riverflow.errors import SnapshotError
 
@@ -64,7 +65,7 @@ REJECT_REASONS = (
 class SnapshotHeader:
     model: str
     version: int
-    task: str
+    task: Task
     created_ts: int = field(default_factory=lambda: time.time_ns() // 1_000_000)
     learned_count: int = 0
     # "topic/partition" -> next offset to read: where a restarted learner resumes.
@@ -131,7 +132,9 @@ def _check_types(header: SnapshotHeader) -> None:
         value = getattr(header, name)
         if type(value) is not int or not 0 <= value <= _MAX_INT:
             raise ValueError(f"header {name} is not an integer from 0 to 2**63-1: {value!r:.40}")
-    for name, kind in (("model", str), ("task", str), ("positions", dict), ("extra", dict)):
+    if header.task not in TASKS:
+        raise ValueError(f"header task is not one of {', '.join(TASKS)}: {header.task!r:.40}")
+    for name, kind in (("model", str), ("positions", dict), ("extra", dict)):
         if not isinstance(getattr(header, name), kind):
             raise ValueError(f"header {name} is not a {kind.__name__}")
     if not all(type(v) is int and isinstance(k, str) for k, v in header.positions.items()):
@@ -150,7 +153,7 @@ class Trust:
 
 
 def verify(
-    data: bytes, trust: Trust, task: str | None = None, model: str | None = None
+    data: bytes, trust: Trust, task: Task | None = None, model: str | None = None
 ) -> tuple[SnapshotHeader, bytes]:
     """Every check short of unpickling: header, model, task and signature. Returns the header
     and the pickle; raises :class:`SnapshotError` with a bounded reason."""
@@ -180,7 +183,7 @@ def verify(
 def loads(
     data: bytes,
     trust: Trust,
-    task: str | None = None,
+    task: Task | None = None,
     model: str | None = None,
     evaluation: bool = False,
 ) -> Snapshot:

@@ -17,16 +17,16 @@ import logging
 import random
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from river.datasets import synth
 
+from online_model.tasks import Task
 from producers.events import Outgoing
 from riverflow.schemas import wire_label
 
 log = logging.getLogger(__name__)
 
-Task = Literal["classification", "regression"]
 Generator = Callable[[int], Iterable[tuple[dict[Any, Any], Any]]]
 
 

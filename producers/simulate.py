@@ -13,6 +13,7 @@ import itertools
 import logging
 import random
 
+from online_model.tasks import Task
 from producers.events import run_prefix
 from producers.fleet import CONCEPTS, DEFAULT_CONCEPT, Concept, fleet
 from producers.options import add_label_delay, add_rate, number
@@ -39,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--task",
-        choices=["classification", "regression"],
+        choices=list(DEFAULT_CONCEPT),
         help="picks the default concept (default classification, or the --concept's task)",
     )
     parser.add_argument(
@@ -70,7 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def pick_concept(task: str | None, name: str | None) -> Concept:
+def pick_concept(task: Task | None, name: str | None) -> Concept:
     if name is None:
         return CONCEPTS[DEFAULT_CONCEPT["regression" if task == "regression" else "classification"]]
     concept = CONCEPTS[name]

@@ -27,6 +27,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from online_model.snapshot import REJECT_REASONS
+from online_model.tasks import Task
 from riverflow.errors import ConfigError
 from riverflow.schemas import REASONS
 
@@ -369,7 +370,7 @@ class OutputDistribution:
 
     MAX_CLASSES = 32
 
-    def __init__(self, metrics: InferenceMetrics, task: str) -> None:
+    def __init__(self, metrics: InferenceMetrics, task: Task) -> None:
         self.classes = task == "classification"
         self._counter = metrics.predicted_class
         self._labelled: dict[str, Any] = {}

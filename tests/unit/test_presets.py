@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from online_model.presets import PRESETS, resolve, task_of
-from online_model.tasks import predict
+from online_model.presets import PRESETS, resolve
+from online_model.tasks import predict, task_of
 from riverflow.errors import ConfigError
 
 X = {"a": 0.5, "b": -1.0}

@@ -136,6 +136,7 @@ def frame(head: bytes, payload: bytes = b"") -> bytes:
         {"learned_count": None},
         {"model": 3},
         {"task": ["classification"]},
+        {"task": "clustering"},  # not a Task
         {"positions": {"p/0": "12"}},
         {"positions": [1]},
         {"extra": "x"},
