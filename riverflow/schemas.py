@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, ParamSpec, TypeVar
 
+import orjson
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, ValidationError
 from pydantic_core import to_json
 
@@ -113,6 +114,58 @@ class Prediction(_Message):
     features: Features
 
 
+_READING_FIELDS = frozenset(Reading.model_fields)
+_MAX_ID_CHARS = 256  # Id and feature names
+_EXACT_INT = 2**53  # an integer feature up to this size is the float of the same value
+
+
+def fast_reading(raw: bytes) -> Reading | None:
+    """The usual reading, built without pydantic's validation: exactly the four fields, ids and
+    feature names of 1-256 characters, ``ts`` an epoch-ms integer in int64, every feature a
+    finite JSON number (orjson refuses NaN and infinity). It is the :class:`Reading` pydantic
+    would build from the same bytes (a property test holds it to that), at about half the cost.
+    None for anything else, which pydantic then decides on, with its reasons.
+    """
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    # Exactly the fields: an ignored extra field may be nested deeper than pydantic accepts.
+    if type(value) is not dict or value.keys() != _READING_FIELDS:
+        return None
+    event_id, sensor_id, ts = value["event_id"], value["sensor_id"], value["ts"]
+    features = value["features"]
+    if not (
+        type(event_id) is str
+        and 0 < len(event_id) <= _MAX_ID_CHARS
+        and type(sensor_id) is str
+        and 0 < len(sensor_id) <= _MAX_ID_CHARS
+        and type(ts) is int
+        and 0 <= ts <= INT64_MAX
+        and type(features) is dict
+    ):
+        return None
+    for name, x in features.items():
+        if not 0 < len(name) <= _MAX_ID_CHARS:
+            return None
+        if type(x) is not float:
+            if type(x) is not int or not -_EXACT_INT <= x <= _EXACT_INT:
+                return None
+            features[name] = float(x)
+    # What pydantic's own construction sets, without re-validating what was just checked.
+    reading = _new_reading(Reading)
+    fields = {"event_id": event_id, "sensor_id": sensor_id, "ts": ts, "features": features}
+    _set(reading, "__dict__", fields)
+    _set(reading, "__pydantic_fields_set__", _READING_FIELDS)
+    _set(reading, "__pydantic_extra__", None)
+    _set(reading, "__pydantic_private__", None)
+    return reading
+
+
+_new_reading = Reading.__new__
+_set = object.__setattr__
+
+
 def _reason(exc: ValidationError) -> tuple[str, str]:
     errors = exc.errors(include_url=False)
     first = errors[0]
@@ -183,7 +236,10 @@ class Decoder:
 
     @_refusing
     def reading(self, raw: bytes | None, now_ms: int) -> Reading:
-        reading: Reading = self._parse(Reading, raw)
+        fast = None
+        if raw is not None and len(raw) <= self.max_message_bytes:
+            fast = fast_reading(raw)
+        reading: Reading = fast or self._parse(Reading, raw)
         if len(reading.features) > self.max_features:
             raise InvalidEvent(
                 "too_many_features",
@@ -268,10 +324,11 @@ def prediction_value(
 ) -> bytes:
     """A :class:`Prediction` of ``reading``, built for inference's hot path.
 
-    Serialised by pydantic-core's Rust encoder (``to_json``): ~1.5 us against ~8 us for
-    ``json.dumps`` of the same dict, whose float formatting dominates (docs/PERFORMANCE.md). It
-    writes NaN and infinity as bare constants, which are not JSON, so the model's outputs are
-    checked here (a ValueError); the features were checked by the decoder.
+    Serialised by orjson: ~0.6 us against ~1.5 us for pydantic-core's ``to_json`` and ~8 us
+    for ``json.dumps`` of the same dict, whose float formatting dominates (docs/PERFORMANCE.md).
+    orjson writes NaN and infinity as null, so the model's outputs are checked here (a
+    ValueError); the features were checked by the decoder. An integer beyond 64 bits, which
+    orjson refuses, is written by ``to_json``.
 
     >>> r = Reading(event_id="e1", sensor_id="s1", ts=1000, features={"x": 1.0})
     >>> prediction_value(r, "logreg", 3, True, {"False": 0.2, "True": 0.8}, 1005)
@@ -283,19 +340,21 @@ def prediction_value(
         raise ValueError(f"prediction {prediction} is not a finite number")
     if scores is not None and not all(map(math.isfinite, scores.values())):
         raise ValueError(f"scores {scores} are not all finite numbers")
-    return to_json(
-        {
-            "event_id": reading.event_id,
-            "sensor_id": reading.sensor_id,
-            "event_ts": reading.ts,
-            "predicted_ts": predicted_ts,
-            "model": model,
-            "model_version": version,
-            "prediction": label,
-            "scores": scores,
-            "features": reading.features,
-        }
-    )
+    value = {
+        "event_id": reading.event_id,
+        "sensor_id": reading.sensor_id,
+        "event_ts": reading.ts,
+        "predicted_ts": predicted_ts,
+        "model": model,
+        "model_version": version,
+        "prediction": label,
+        "scores": scores,
+        "features": reading.features,
+    }
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        return to_json(value)
 
 
 def now_ms() -> int:

@@ -19,7 +19,8 @@ def samples(registry: CollectorRegistry) -> dict[tuple[str, str], float]:
     }
 
 
-def test_flushed_batches_equal_one_observe_per_value() -> None:
+@pytest.mark.parametrize("all_at_once", [False, True], ids=["observe", "observe_all"])
+def test_flushed_batches_equal_one_observe_per_value(all_at_once: bool) -> None:
     rng = random.Random(7)
     direct_registry, batched_registry = CollectorRegistry(), CollectorRegistry()
     direct = Histogram("t", "t", buckets=MODEL_CALL_BUCKETS, registry=direct_registry)
@@ -31,7 +32,10 @@ def test_flushed_batches_equal_one_observe_per_value() -> None:
     for chunk in (values[:700], values[700:701], [], values[701:]):
         for v in chunk:
             direct.observe(v)
-            batch.observe(v)
+            if not all_at_once:
+                batch.observe(v)
+        if all_at_once:
+            batch.observe_all(chunk)
         batch.flush()
     got, want = samples(batched_registry), samples(direct_registry)
     assert set(got) == set(want)

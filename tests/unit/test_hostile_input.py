@@ -15,7 +15,7 @@ from consumers.learning import Learning, LearningConfig, check_label, check_pred
 from online_model.presets import resolve
 from riverflow.errors import MAX_MESSAGE_CHARS, InvalidEvent, describe
 from riverflow.metrics import LearnerMetrics
-from riverflow.schemas import REASONS, Decoder, Feedback, Prediction, Reading
+from riverflow.schemas import REASONS, Decoder, Feedback, Prediction, Reading, fast_reading
 from tests.hostile import HARMLESS_NAMES, Messages, corpus, duplicate_keys
 
 NOW = 1_800_000_000_000
@@ -188,6 +188,62 @@ def test_corrupted_messages_decode_or_are_refused(
     raw = json.dumps(value).encode()
     i = at % (len(raw) + 1)
     assert_refusal_or_valid(raw[:i] + noise + raw[i:])
+
+
+def assert_fast_path_agrees(raw: bytes) -> bool:
+    """What the fast path builds, pydantic builds too; returns whether it took the bytes."""
+    fast = fast_reading(raw)
+    if fast is None:
+        return False
+    built = Reading.model_validate_json(raw)
+    assert fast == built
+    assert fast.model_dump_json() == built.model_dump_json()  # -0.0 and field order too
+    assert all(type(x) is float for x in fast.features.values())
+    return True
+
+
+@PROPERTY
+@given(valid_messages | message_like())
+def test_the_fast_path_builds_the_reading_pydantic_builds(value: dict[str, Any]) -> None:
+    assert_fast_path_agrees(json.dumps(value).encode())
+
+
+@PROPERTY
+@given(message_like(), st.binary(min_size=1, max_size=8), st.integers(min_value=0))
+def test_the_fast_path_agrees_on_corrupted_messages(
+    value: dict[str, Any], noise: bytes, at: int
+) -> None:
+    raw = json.dumps(value).encode()
+    i = at % (len(raw) + 1)
+    assert_fast_path_agrees(raw[:i] + noise + raw[i:])
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"event_id":"e","sensor_id":"s","ts":1,"features":{"x":1.5,"y":2}}',
+        b'{"features":{},"ts":0,"sensor_id":"s","event_id":"e","event_id":"f"}',
+        b'{"event_id":"\\u00e9","sensor_id":"s","ts":9223372036854775807,"features":{"-":-0.0}}',
+    ],
+)
+def test_usual_readings_take_the_fast_path(raw: bytes) -> None:
+    assert assert_fast_path_agrees(raw)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"event_id":"e","sensor_id":"s","ts":1,"features":{"x":1},"extra":[[[]]]}',
+        b'{"event_id":"e","sensor_id":"s","ts":"2024-01-01T00:00:00","features":{}}',
+        b'{"event_id":"e","sensor_id":"s","ts":1,"features":{"x":true}}',
+        b'{"event_id":"e","sensor_id":"s","ts":1,"features":{"x":9007199254740993}}',
+        b'{"event_id":"","sensor_id":"s","ts":1,"features":{}}',
+        b'{"event_id":"e","sensor_id":"s","ts":-1,"features":{}}',
+        b'{"event_id":"e","sensor_id":"s","ts":1,"features":{"x":NaN}}',
+    ],
+)
+def test_anything_unusual_is_left_to_pydantic(raw: bytes) -> None:
+    assert fast_reading(raw) is None
 
 
 # -- the learner on any decodable pair --------------------------------------------------------
