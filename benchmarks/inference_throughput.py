@@ -127,7 +127,8 @@ def bare_loop(settings: Settings, n: int) -> float:
         c.close()
 
 
-def env_for(settings: Settings, **extra: Any) -> dict[str, str]:
+def env_for(settings: Settings, *, root: Path = ROOT, **extra: Any) -> dict[str, str]:
+    """The environment of a worker on ``settings``' topics, importing riverflow from ``root``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RIVERFLOW_")}
     for key in (
         "bootstrap_servers",
@@ -139,7 +140,7 @@ def env_for(settings: Settings, **extra: Any) -> dict[str, str]:
     ):
         env[f"RIVERFLOW_{key.upper()}"] = str(getattr(settings, key))
     env.update({f"RIVERFLOW_{k.upper()}": str(v) for k, v in extra.items()})
-    env["PYTHONPATH"] = str(ROOT)
+    env["PYTHONPATH"] = str(root)
     return env
 
 
@@ -199,9 +200,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def started_following(cmd: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+def started_following(
+    cmd: list[str], env: dict[str, str], cwd: Path = ROOT
+) -> subprocess.Popen[str]:
     """Start a worker and return once it owns its partitions (its "assigned" log line)."""
-    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stderr=subprocess.PIPE, text=True)
     assert proc.stderr is not None
     for line in proc.stderr:
         if "assigned" in line:

@@ -146,17 +146,20 @@ def bare_loop(settings: Settings, n: int) -> JoinAndLearn:
         c.close()
 
 
-def learner_run(settings: Settings, n: int, extra_args: Sequence[str] = ()) -> float:
-    """Joined-and-learned events/s of ``riverflow learn``, from its snapshot headers."""
+def learner_run(
+    settings: Settings, n: int, extra_args: Sequence[str] = (), root: Path = ROOT
+) -> float:
+    """Joined-and-learned events/s of ``riverflow learn`` (imported from ``root``), from its
+    snapshot headers."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RIVERFLOW_")}
     for key in ("bootstrap_servers", "predictions_topic", "feedback_topic", "models_topic"):
         env[f"RIVERFLOW_{key.upper()}"] = str(getattr(settings, key))
     env["RIVERFLOW_DEAD_LETTERS_TOPIC"] = settings.dead_letters_topic
     env["RIVERFLOW_MODEL_SIGNING_KEY"] = secrets.token_hex(32)  # the learner signs, as deployed
-    env["PYTHONPATH"] = str(ROOT)
+    env["PYTHONPATH"] = str(root)
     cmd = [sys.executable, "-m", "riverflow", "learn", "--model", "logreg", "--idle-exit", "3"]
     cmd += ["--metrics-port", "0", "--group-id", f"bench-learn-{uuid.uuid4().hex}", *extra_args]
-    subprocess.run(cmd, env=env, check=True, cwd=ROOT, stderr=subprocess.DEVNULL)
+    subprocess.run(cmd, env=env, check=True, cwd=root, stderr=subprocess.DEVNULL)
     return snapshot_rate(settings, n)
 
 

@@ -27,6 +27,10 @@ snapshot headers (``learned_count``, ``created_ts``), the bare loops' timed insi
 latency: ``riverflow infer`` per client follows a fresh topic while readings are produced at a
 steady ``--rate`` for ``--seconds``; p50 and p99 of each output's append time minus its reading's
 ``ts``.
+
+``--baseline DIR`` adds ``riverflow-<client>@base`` contestants: riverflow imported from another
+checkout (``git worktree add DIR <commit>``), to measure a change before and after in one
+interleaved run.
 """
 
 from __future__ import annotations
@@ -73,12 +77,13 @@ PEERS = {  # contestant name -> peer_contestants.py name, per mode
 }
 IDLE_EXIT_S = 3  # riverflow stops this long after its last record; outside every measured span
 LOG_DIR = Path(tempfile.gettempdir()) / "bench-peers"
+BASE = "@base"  # suffix of the contestants that run the --baseline checkout's riverflow
 
 
-def riverflow_clients(command: str, asked: str | None) -> list[str]:
-    """The clients to run riverflow on: ``asked``, or every one the installed riverflow offers
+def riverflow_clients(command: str, asked: str | None, root: Path = ROOT) -> list[str]:
+    """The clients to run riverflow on: ``asked``, or every one the riverflow in ``root`` offers
     (``--kafka-client`` in its help: kafka-python and confluent; otherwise kafka-python)."""
-    if has_client_flag(command):
+    if has_client_flag(command, root):
         return asked.split(",") if asked else ["kafka-python", "confluent"]
     if asked and asked != "kafka-python":
         raise SystemExit("this riverflow has no --kafka-client: it runs on kafka-python only")
@@ -86,16 +91,22 @@ def riverflow_clients(command: str, asked: str | None) -> list[str]:
 
 
 @functools.cache
-def has_client_flag(command: str) -> bool:
+def has_client_flag(command: str, root: Path = ROOT) -> bool:
     cmd = [sys.executable, "-m", "riverflow", command, "--help"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return "--kafka-client" in subprocess.run(cmd, env=env, capture_output=True, text=True).stdout
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    help_text = subprocess.run(cmd, env=env, cwd=root, capture_output=True, text=True).stdout
+    return "--kafka-client" in help_text
 
 
-def client_args(command: str, contestant: str) -> list[str]:
-    """``--kafka-client`` for ``riverflow-<client>``, where riverflow has the flag."""
-    client = contestant.removeprefix("riverflow-")
-    return ["--kafka-client", client] if has_client_flag(command) else []
+def client_args(command: str, contestant: str, root: Path) -> list[str]:
+    """``--kafka-client`` for ``riverflow-<client>``, where that riverflow has the flag."""
+    client = contestant.removeprefix("riverflow-").removesuffix(BASE)
+    return ["--kafka-client", client] if has_client_flag(command, root) else []
+
+
+def tree(args: argparse.Namespace, contestant: str) -> Path:
+    """The checkout a contestant imports riverflow from."""
+    return Path(args.baseline) if contestant.endswith(BASE) else ROOT
 
 
 def rotated(names: list[str], by: int) -> list[str]:
@@ -103,7 +114,9 @@ def rotated(names: list[str], by: int) -> list[str]:
     return names[k:] + names[:k]
 
 
-def run_process(name: str, cmd: list[str], env: dict[str, str], timeout_s: float) -> str:
+def run_process(
+    name: str, cmd: list[str], env: dict[str, str], timeout_s: float, cwd: Path = ROOT
+) -> str:
     """Run one contestant to its end; its stdout. Its log is kept in ``LOG_DIR``."""
     log = LOG_DIR / f"{name}-{uuid.uuid4().hex[:6]}.log"
     with log.open("w") as err:
@@ -111,7 +124,7 @@ def run_process(name: str, cmd: list[str], env: dict[str, str], timeout_s: float
             done = subprocess.run(
                 cmd,
                 env=env,
-                cwd=ROOT,
+                cwd=cwd,
                 stdout=subprocess.PIPE,
                 stderr=err,
                 text=True,
@@ -136,28 +149,31 @@ def peer_cmd(peer: str, settings: Settings, group: str, count: int, *topics: str
     return cmd + list(topics)
 
 
-def infer_once(name: str, base: Settings, readings: str, event_ids: set[str]) -> float:
+def infer_once(
+    name: str, base: Settings, readings: str, event_ids: set[str], root: Path = ROOT
+) -> float:
     uid = uuid.uuid4().hex[:8]
     settings = replace_topics(base, readings, uid)
-    settings = settings.model_copy(update={"predictions_topic": f"bench-peers-{name}-{uid}"})
+    out_topic = f"bench-peers-{name.replace('@', '-')}-{uid}"
+    settings = settings.model_copy(update={"predictions_topic": out_topic})
     out_topic = settings.predictions_topic
     create_output_topic(settings, out_topic)
-    group, n = f"bench-peers-{name}-{uid}", len(event_ids)
+    group, n = f"bench-peers-{name.replace('@', '-')}-{uid}", len(event_ids)
     if name.startswith("riverflow-"):
         create_topics(settings)  # its models, dead letters and feedback topics
-        cmd = infer_cmd(group, 0, IDLE_EXIT_S) + client_args("infer", name)
-        env = env_for(settings, max_ts_skew_s=SKEW_FOR_OLD_READINGS_S)
+        cmd = infer_cmd(group, 0, IDLE_EXIT_S) + client_args("infer", name, root)
+        env = env_for(settings, root=root, max_ts_skew_s=SKEW_FOR_OLD_READINGS_S)
     else:
         topics = ["--input", readings, "--output", out_topic]
         cmd = peer_cmd(PEERS["infer"][name], settings, group, n, *topics)
         env = env_for(settings)
-    run_process(name, cmd, env, timeout_s=120 + n / 500)
+    run_process(name, cmd, env, timeout_s=120 + n / 500, cwd=root)
     out = read_outputs(base.bootstrap_servers, out_topic)
     check(name, out, n, event_ids)
     return rate(out)
 
 
-def learn_once(name: str, topics: Settings, n: int) -> float:
+def learn_once(name: str, topics: Settings, n: int, root: Path = ROOT) -> float:
     if name.startswith("riverflow-"):
         models_topic = f"{topics.models_topic}-{uuid.uuid4().hex[:6]}"
         models = topics.model_copy(update={"models_topic": models_topic})
@@ -165,8 +181,8 @@ def learn_once(name: str, topics: Settings, n: int) -> float:
         # Reading a backlog, one topic runs ahead of the other: with the default bound the
         # learner evicts waiting predictions (17% of 200,000 in one run); the bare loop's dicts
         # are unbounded, so riverflow gets room for every event too.
-        extra = ["--max-pending", str(n), *client_args("learn", name)]
-        return learner_run(models, n, extra)
+        extra = ["--max-pending", str(n), *client_args("learn", name, root)]
+        return learner_run(models, n, extra, root)
     group = f"bench-peers-{name}-{uuid.uuid4().hex[:8]}"
     names = ["--predictions", topics.predictions_topic, "--feedback", topics.feedback_topic]
     cmd = peer_cmd(PEERS["learner"][name], topics, group, n, *names)
@@ -188,6 +204,8 @@ def rounds(names: list[str], count: int, run: Callable[[str], float]) -> dict[st
 
 
 def report(rates: dict[str, list[float]], clients: list[str], unit: str) -> None:
+    """The table of medians, then each riverflow contestant's ratios: of the medians, and the
+    ratio within each round (both ran under the same neighbours)."""
     medians = {name: statistics.median(values) for name, values in rates.items()}
     print(f"\n| contestant | median {unit}/s | runs |\n|---|---|---|")
     for name, median in sorted(medians.items(), key=lambda kv: -kv[1]):
@@ -195,10 +213,16 @@ def report(rates: dict[str, list[float]], clients: list[str], unit: str) -> None
         print(f"| {name} | {median:,.0f} | {runs} |")
     print()
     for client in clients:
-        ours = medians.get(f"riverflow-{client}")
-        for peer in ("quix", f"bare-{client}"):
-            if ours and peer in medians:
-                print(f"riverflow-{client} / {peer}: {ours / medians[peer]:.2f}")
+        for ours in (f"riverflow-{client}", f"riverflow-{client}{BASE}"):
+            peers = ["quix", f"bare-{client}"] + ([f"{ours}{BASE}"] if BASE not in ours else [])
+            for peer in peers:
+                if ours in rates and peer in rates:
+                    rounds = [a / b for a, b in zip(rates[ours], rates[peer], strict=True)]
+                    per_round = ", ".join(f"{r:.2f}" for r in rounds)
+                    print(
+                        f"{ours} / {peer}: {medians[ours] / medians[peer]:.2f} "
+                        f"(per round: {per_round})"
+                    )
 
 
 def load() -> str:
@@ -211,14 +235,20 @@ def infer_mode(args: argparse.Namespace, base: Settings, names: list[str]) -> No
     if (have := topic_size(base, readings)) != args.readings:
         raise SystemExit(f"{readings} holds {have} readings, not {args.readings}: delete it")
     event_ids = set(read_outputs(base.bootstrap_servers, readings, "ts").event_ids)
-    rates = rounds(names, args.rounds, lambda name: infer_once(name, base, readings, event_ids))
+    rates = rounds(
+        names,
+        args.rounds,
+        lambda name: infer_once(name, base, readings, event_ids, tree(args, name)),
+    )
     report(rates, args.clients, "events")
 
 
 def learner_mode(args: argparse.Namespace, base: Settings, names: list[str]) -> None:
     topics = fresh(base, uuid.uuid4().hex[:8])
     preproduce_feedback(topics, args.events)
-    rates = rounds(names, args.rounds, lambda name: learn_once(name, topics, args.events))
+    rates = rounds(
+        names, args.rounds, lambda name: learn_once(name, topics, args.events, tree(args, name))
+    )
     report(rates, args.clients, "learned events")
 
 
@@ -228,8 +258,9 @@ def latency_mode(args: argparse.Namespace, base: Settings, names: list[str]) -> 
         settings = replace_topics(base, f"bench-peers-live-{uid}", uid)
         create_output_topic(settings, settings.predictions_topic)
         create_topics(settings)
-        cmd = infer_cmd(f"bench-peers-live-{uid}", 0, 5) + client_args("infer", name)
-        proc = started_following(cmd, env_for(settings))
+        root = tree(args, name)
+        cmd = infer_cmd(f"bench-peers-live-{uid}", 0, 5) + client_args("infer", name, root)
+        proc = started_following(cmd, env_for(settings, root=root), root)
         sent = produce_steadily(settings, args.rate, args.seconds)
         proc.wait(timeout=120)
         out = read_outputs(base.bootstrap_servers, settings.predictions_topic)
@@ -246,8 +277,11 @@ def latency_mode(args: argparse.Namespace, base: Settings, names: list[str]) -> 
 MODES = {"infer": infer_mode, "learner": learner_mode, "latency": latency_mode}
 
 
-def contestants(mode: str, clients: list[str], only: str | None) -> list[str]:
-    names = [f"riverflow-{c}" for c in clients] + list(PEERS[mode])
+def contestants(
+    mode: str, clients: list[str], base_clients: list[str], only: str | None
+) -> list[str]:
+    names = [f"riverflow-{c}" for c in clients] + [f"riverflow-{c}{BASE}" for c in base_clients]
+    names += list(PEERS[mode])
     if not only:
         return names
     unknown = set(only.split(",")) - set(names)
@@ -284,12 +318,21 @@ def main() -> None:
         help="comma-separated Kafka clients to run riverflow on (default: all it offers)",
     )
     ap.add_argument("--contestants", help="comma-separated subset of the contestants to run")
+    ap.add_argument(
+        "--baseline",
+        metavar="DIR",
+        help="also run the riverflow of this checkout, as riverflow-<client>@base",
+    )
     args = ap.parse_args()
     command = "learn" if args.mode == "learner" else "infer"
     args.clients = riverflow_clients(command, args.riverflow_clients)
+    base_clients = []
+    if args.baseline:
+        base_clients = riverflow_clients(command, None, Path(args.baseline).resolve())
+        base_clients = [c for c in base_clients if c in args.clients]
     overrides = {"bootstrap_servers": args.bootstrap_servers} if args.bootstrap_servers else {}
     base = load_settings(partitions=args.partitions, **overrides)
-    names = contestants(args.mode, args.clients, args.contestants)
+    names = contestants(args.mode, args.clients, base_clients, args.contestants)
     LOG_DIR.mkdir(exist_ok=True)
     print(f"{args.mode}: {', '.join(names)}; {versions()}; load {load()}; logs in {LOG_DIR}")
     MODES[args.mode](args, base, names)
