@@ -52,6 +52,18 @@ def pytest_report_header(config: pytest.Config) -> str | None:
     return f"cpu load: {n} busy-loop processes" if n else None
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that needs the broker is marked ``integration``, so ``-m "not integration"`` is
+    the fast suite: a module under tests/integration or tests/chaos without the mark is refused."""
+    for item in items:
+        broker_dir = item.path.parent.name in ("integration", "chaos")
+        if broker_dir and item.get_closest_marker("integration") is None:
+            raise pytest.UsageError(
+                f"{item.nodeid}: a module in tests/{item.path.parent.name} needs "
+                "`pytestmark = pytest.mark.integration`"
+            )
+
+
 @pytest.fixture(scope="session", autouse=True)
 def cpu_load(request: pytest.FixtureRequest) -> Iterator[None]:
     procs = [

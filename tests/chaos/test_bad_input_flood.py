@@ -33,7 +33,7 @@ from tests.integration.inference_support import (
 )
 from tests.integration.kit import Workers, wait_until
 
-pytestmark = pytest.mark.chaos
+pytestmark = [pytest.mark.chaos, pytest.mark.integration]
 
 ROUNDS = 2
 GOOD = 1000

@@ -24,7 +24,7 @@ from tests.integration.kit import Workers, make_stack, read_topic, wait_until
 from tests.integration.learner_support import Learners, snapshots
 from tests.integration.outage_support import OwnBroker
 
-pytestmark = pytest.mark.chaos
+pytestmark = [pytest.mark.chaos, pytest.mark.integration]
 
 OUTAGE_S = 10.0
 RATE = 100  # readings/s, each labelled a second later

@@ -30,7 +30,7 @@ from tests.integration.inference_support import (
 from tests.integration.kit import WorkerProcess, Workers, wait_until
 from tests.integration.learner_support import LearnerProcess, Learners, snapshots
 
-pytestmark = pytest.mark.chaos
+pytestmark = [pytest.mark.chaos, pytest.mark.integration]
 
 KILLS = 4
 # Each kill lands once the victim has done this much since the last one: mid-stream, with

@@ -25,7 +25,7 @@ from tests.integration.learner_support import LearnerProcess, Learners
 from tests.integration.test_inference_models import publish, trained_logreg
 from tests.integration.test_snapshot_security import Shell, labelled
 
-pytestmark = pytest.mark.chaos
+pytestmark = [pytest.mark.chaos, pytest.mark.integration]
 
 REJECT_REASONS = ("unsigned", "bad_signature", "unreadable", "forbidden_class", "wrong_task")
 

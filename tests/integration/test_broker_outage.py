@@ -19,11 +19,15 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from riverflow.scrape import Page
 from riverflow.topics import create_topics
 from tests.integration.kit import WorkerProcess, make_stack, read_topic, wait_until
 from tests.integration.learner_support import snapshots
 from tests.integration.outage_support import OwnBroker, free_port_pair
+
+pytestmark = pytest.mark.integration
 
 OUTAGE_S = float(os.environ.get("RIVERFLOW_TEST_OUTAGE_S", "15"))
 RATE = 100  # readings/s, each with its label one second later

@@ -10,6 +10,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
 from kafka import KafkaConsumer
 from kafka.errors import CommitFailedError
 
@@ -28,6 +29,8 @@ from tests.integration.inference_support import (
     value,
 )
 from tests.integration.kit import free_port, wait_until
+
+pytestmark = pytest.mark.integration
 
 SUPPORT = "tests.integration.inference_support"  # holds the custom estimators
 

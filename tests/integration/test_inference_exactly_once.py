@@ -6,6 +6,7 @@ import json
 from collections import Counter
 from typing import Any
 
+import pytest
 from kafka.errors import KafkaError
 
 from consumers.inference import InferenceWorker
@@ -19,6 +20,8 @@ from tests.integration.inference_support import (
     reading,
 )
 from tests.integration.kit import wait_until
+
+pytestmark = pytest.mark.integration
 
 
 def test_read_committed_never_sees_an_aborted_batch(stack: Any) -> None:

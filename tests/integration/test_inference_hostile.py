@@ -35,6 +35,8 @@ from tests.integration.inference_support import (
 )
 from tests.integration.kit import free_port, wait_until
 
+pytestmark = pytest.mark.integration
+
 PREDICTIONS_MAX_BYTES = 300_000  # the verbose model's ~420 KB prediction does not fit
 
 

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from river import linear_model, preprocessing
 
 from online_model.snapshot import SnapshotHeader, dumps
@@ -22,6 +23,8 @@ from tests.integration.inference_support import (
     value,
 )
 from tests.integration.kit import free_port, wait_until
+
+pytestmark = pytest.mark.integration
 
 
 def trained_logreg() -> Any:

@@ -22,6 +22,8 @@ from tests.integration.learner_support import (
     snapshots,
 )
 
+pytestmark = pytest.mark.integration
+
 
 def group() -> str:
     """A group of its own, so learners of other tests never rebalance with this one."""

@@ -9,6 +9,8 @@ import time
 import uuid
 from typing import Any
 
+import pytest
+
 from riverflow.clients import producer
 from tests.integration.learner_support import (
     LearnerProcess,
@@ -18,6 +20,8 @@ from tests.integration.learner_support import (
     prediction,
     snapshots,
 )
+
+pytestmark = pytest.mark.integration
 
 MODEL = "tests.learner_models:counting"
 

@@ -19,6 +19,8 @@ from riverflow.settings import load_settings
 from riverflow.topics import create_topics
 from tests.integration.kit import free_port
 
+pytestmark = pytest.mark.integration
+
 
 def test_storage_is_formatted_even_when_the_cluster_id_starts_with_a_dash(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch

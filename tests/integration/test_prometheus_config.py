@@ -28,6 +28,8 @@ from riverflow.metrics import InferenceMetrics, LearnerMetrics
 from tests.dashboards import panel_queries
 from tests.integration.kit import free_port
 
+pytestmark = pytest.mark.integration
+
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
 ALERTS = PROMETHEUS_DIR / "alerts.yml"

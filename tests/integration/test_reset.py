@@ -14,6 +14,8 @@ from riverflow.clients import admin
 from riverflow.settings import Settings, kafka_kwargs
 from tests.integration.kit import Stack
 
+pytestmark = pytest.mark.integration
+
 
 def commit(settings: Settings, group: str, topic: str) -> None:
     """Leave ``group`` with a committed offset on ``topic`` and no members."""

@@ -12,6 +12,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from riverflow.clients import producer
 from riverflow.schemas import now_ms
 from tests.integration.inference_support import (
@@ -26,6 +28,8 @@ from tests.integration.inference_support import (
 from tests.integration.kit import Stack, free_port, wait_until
 from tests.integration.learner_support import Learners, feedback
 from tests.integration.test_inference_models import publish
+
+pytestmark = pytest.mark.integration
 
 
 class Shell:

@@ -22,6 +22,8 @@ from riverflow.local_prometheus import DEPLOY, LocalPrometheus
 from tests.dashboards import panel_queries
 from tests.integration.kit import free_port, free_ports
 
+pytestmark = pytest.mark.integration
+
 RATE = 200
 DRIFT_AT = 4000  # 20 s in at RATE: the learner's model has settled by then
 DURATION = 50

@@ -12,6 +12,8 @@ import time
 from collections import Counter
 from typing import Any
 
+import pytest
+
 from tests.integration.inference_support import (
     committed_total,
     event_ids,
@@ -22,6 +24,8 @@ from tests.integration.inference_support import (
     reading,
 )
 from tests.integration.kit import Stack, WorkerProcess, Workers, wait_until
+
+pytestmark = pytest.mark.integration
 
 SESSION_S = 45.0
 

@@ -2,10 +2,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from kafka.admin import ConfigResource, ConfigResourceType
 
 from riverflow.clients import admin
 from tests.integration.kit import wait_until
+
+pytestmark = pytest.mark.integration
 
 
 def test_topics_have_partitions_and_configs(stack: Any) -> None:

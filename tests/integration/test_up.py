@@ -11,10 +11,13 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from kafka import KafkaProducer
 
 from riverflow.settings import kafka_kwargs
 from tests.integration.kit import Stack, free_port
+
+pytestmark = pytest.mark.integration
 
 
 def listening(port: int) -> bool:
