@@ -6,13 +6,14 @@ Both strategies share one contract, which the inference worker relies on:
 2. :meth:`send` and :meth:`dead_letter` for each output, naming the source record;
 3. :meth:`commit` with the batch's next offsets. When it returns (the epoch ms at which the
    outputs were in Kafka), every output of the batch is there and the offsets are (or,
-   at-least-once, will be) committed. When it (or a send) raises
-   :class:`BatchFailed` or a ``KafkaError``, the caller calls :meth:`abort` and re-reads the batch
-   from its first offsets: outputs may have been written (at-least-once: duplicates are the
+   at-least-once, will be) committed. When it (or a send) raises :class:`BatchFailed` or a
+   ``TransportError``, the caller calls :meth:`abort` and re-reads the batch from its first
+   offsets: outputs may have been written (at-least-once: duplicates are the
    contract) or were discarded with the transaction (exactly-once: read_committed readers never
    see them).
 
-Kafka refuses some records for their own content (:data:`RECORD_ERRORS`). A refusal known to be
+Kafka refuses some records for their own content
+(:class:`~riverflow.transport.errors.RecordRejected`: too large, invalid). A refusal known to be
 one record's raises :class:`RecordRefused`; when several outputs failed together, :meth:`abort`
 returns their source records as suspects, to be sent ``alone`` next time, which makes a refusal
 certain (:mod:`consumers.refusals` decides when to give up on a record).
@@ -20,31 +21,23 @@ certain (:mod:`consumers.refusals` decides when to give up on a record).
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
-from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
-from kafka.errors import (
-    CorruptRecordError,
-    FencedInstanceIdError,
-    InvalidRecordError,
-    KafkaError,
-    KafkaTimeoutError,
-    MessageSizeTooLargeError,
-    RecordListTooLargeError,
-)
-
 from riverflow import dead_letters
-from riverflow.clients import close_producer, producer
 from riverflow.errors import BrokerError, RiverflowError, describe
 from riverflow.schemas import now_ms
 from riverflow.settings import Settings
+from riverflow.transport import Clients, Consumer, Producer, TopicPartition
+from riverflow.transport.base import Headers
+from riverflow.transport.errors import InstanceFenced, RecordRejected, TransportError
 
 log = logging.getLogger(__name__)
 
-Offsets = dict[TopicPartition, OffsetAndMetadata]
+Offsets = dict[TopicPartition, int]  # next offsets
 
 # A batch's transaction lives for milliseconds (about a second for big ensembles). After a crash
 # the open transaction holds back every read_committed reader of the predictions until the
@@ -53,16 +46,8 @@ TRANSACTION_TIMEOUT_MS = 15_000
 # A flush waits in slices this long, so that a stop is noticed while the broker is away (the
 # outputs wait in the producer meanwhile, and the flush goes on when the broker is back).
 FLUSH_SLICE_S = 1.0
-
-
-# Kafka's refusals of one record for its own content: the same bytes fail the same way again,
-# unlike timeouts and disconnects, which re-reading the batch outlasts.
-RECORD_ERRORS = (
-    MessageSizeTooLargeError,
-    RecordListTooLargeError,
-    InvalidRecordError,
-    CorruptRecordError,
-)
+# How long a transaction's init, offsets and commit may take before the batch is given up (re-read).
+TRANSACTION_STEP_S = 30.0
 
 
 class BatchFailed(RiverflowError):
@@ -83,7 +68,7 @@ class RecordRefused(BatchFailed):
 
 class Delivery(Protocol):
     name: str
-    producer: KafkaProducer
+    producer: Producer
 
     def begin(self) -> None: ...
     def send(
@@ -104,9 +89,13 @@ class _Outputs:
 
     The replacement is needed: after one refusal, kafka-python 3.0's idempotent producer fails
     every later record with the same error, and a transactional one, once its transaction is
-    aborted, sends with stale sequence numbers (OutOfOrderSequenceNumber). A dropped producer is
-    replaced when the next batch begins; while the broker does not answer, that batch fails
-    there and is re-read.
+    aborted, sends with stale sequence numbers (OutOfOrderSequenceNumber); a fresh producer is
+    cheap and right on either transport. A dropped producer is replaced when the next batch
+    begins; while the broker does not answer, that batch fails there and is re-read.
+
+    Each send's outcome comes back through its delivery callback (on a client thread, or inside
+    a later send or flush) into the batch's own list of failures: a late report of an aborted
+    batch lands in that batch's list, never in the next one's.
 
     While the broker is away a flush waits for it, until ``stop_requested`` says to give the
     batch up (it is re-read by whoever owns the partition next).
@@ -114,34 +103,34 @@ class _Outputs:
 
     def __init__(
         self,
-        make_producer: Callable[[], KafkaProducer],
-        consumer: KafkaConsumer,
+        make_producer: Callable[[], Producer],
+        consumer: Consumer,
         stop_requested: Callable[[], bool] = lambda: False,
     ) -> None:
         self._make_producer = make_producer
         self.producer = make_producer()
         self._consumer = consumer
         self._stop_requested = stop_requested
-        self._sent: list[tuple[Any, Any]] = []  # (future, source record) of this batch
+        self._failures: list[tuple[TransportError, Any]] = []  # (error, source) of this batch
         self._dropped = False  # the producer was closed; the next batch starts a new one
 
     def _start_batch(self) -> None:
-        self._sent.clear()
+        self._failures = []
         if self._dropped:
             try:
                 self.producer = self._make_producer()
-            except (KafkaError, BrokerError) as exc:
+            except (TransportError, BrokerError) as exc:
                 raise BatchFailed(f"no producer yet: {exc}") from None
             self._dropped = False
 
     def _drop_producer(self) -> None:
         if not self._dropped:
-            close_producer(self.producer, 0)
+            self.producer.close(0)
             self._dropped = True
 
     def close(self, timeout_s: float) -> None:
         if not self._dropped:
-            close_producer(self.producer, timeout_s)
+            self.producer.close(timeout_s)
 
     def send(self, topic: str, key: bytes, value: bytes, source: Any, alone: bool = False) -> None:
         self._send(topic, key, value, None, source, alone)
@@ -158,48 +147,45 @@ class _Outputs:
         topic: str,
         key: bytes | None,
         value: bytes | None,
-        headers: list[tuple[str, bytes]] | None,
+        headers: Headers | None,
         source: Any,
         alone: bool,
     ) -> None:
         if alone:  # with nothing else in flight, a refusal is surely this record's
             self._flush()
+        failures = self._failures
         try:
-            future = self.producer.send(topic, key=key, value=value, headers=headers)
-        except RECORD_ERRORS as exc:  # the client's own size check: the producer is unharmed
+            self.producer.send(
+                topic, key, value, headers, functools.partial(_settled, failures, source)
+            )
+        except RecordRejected as exc:  # the client's own size check: the producer is unharmed
             raise RecordRefused(source, exc) from None
-        self._sent.append((future, source))
+        except TransportError as exc:
+            raise BatchFailed(f"sending an output failed: {exc}") from exc
         if alone:
             self._flush()
-            if future.failed() and isinstance(future.exception, RECORD_ERRORS):
-                raise RecordRefused(source, future.exception)
+            refused = next((e for e, s in failures if s is source), None)
+            if isinstance(refused, RecordRejected):
+                raise RecordRefused(source, refused)
 
     def _flush(self) -> None:
-        while True:
-            try:
-                self.producer.flush(timeout=FLUSH_SLICE_S)
-                return
-            except KafkaTimeoutError:
+        try:
+            while self.producer.flush(FLUSH_SLICE_S):
                 if self._stop_requested():
-                    raise BatchFailed("stopping while the batch's outputs wait for Kafka") from None
-            except KafkaError as exc:
-                raise BatchFailed(f"flushing the batch's outputs failed: {exc}") from exc
+                    raise BatchFailed("stopping while the batch's outputs wait for Kafka")
+        except TransportError as exc:
+            raise BatchFailed(f"flushing the batch's outputs failed: {exc}") from exc
 
     def _check_sent(self) -> None:
         """After a flush: every output of the batch must be in Kafka."""
-        failed = next((f for f, _ in self._sent if f.failed()), None)
-        if failed is not None:
-            raise BatchFailed(f"an output was not delivered: {failed.exception}")
+        if self._failures:
+            raise BatchFailed(f"an output was not delivered: {self._failures[0][0]}")
 
     def _forget_sent(self) -> list[Any]:
         """Forget the batch's sends; returns the sources of those refused for their content,
         after replacing the producer if there are any."""
-        refused = [
-            (future.exception, source)
-            for future, source in self._sent
-            if future.failed() and isinstance(future.exception, RECORD_ERRORS)
-        ]
-        self._sent.clear()
+        refused = [(e, source) for e, source in self._failures if isinstance(e, RecordRejected)]
+        self._failures = []
         if refused:
             log.warning(
                 "Kafka refused %d outputs for their content (%s): replacing the producer",
@@ -208,6 +194,13 @@ class _Outputs:
             )
             self._drop_producer()
         return [source for _, source in refused]
+
+
+def _settled(failures: list[tuple[TransportError, Any]], source: Any, error: Any) -> None:
+    """A send's delivery callback: a failure is noted with its source record (list.append is
+    safe from a client thread)."""
+    if error is not None:
+        failures.append((error, source))
 
 
 class AtLeastOnce(_Outputs):
@@ -222,8 +215,8 @@ class AtLeastOnce(_Outputs):
 
     def __init__(
         self,
-        make_producer: Callable[[], KafkaProducer],
-        consumer: KafkaConsumer,
+        make_producer: Callable[[], Producer],
+        consumer: Consumer,
         stop_requested: Callable[[], bool] = lambda: False,
     ) -> None:
         super().__init__(make_producer, consumer, stop_requested)
@@ -235,14 +228,13 @@ class AtLeastOnce(_Outputs):
     def commit(self, offsets: Offsets) -> int:
         self._flush()
         self._check_sent()
-        self._sent.clear()
         produced_ms = now_ms()
         self._pending.update(offsets)
         try:
             self._consumer.commit(dict(self._pending))
-        except FencedInstanceIdError:
+        except InstanceFenced:
             raise  # another process has this member's place: no later commit will pass
-        except KafkaError as exc:
+        except TransportError as exc:
             # The outputs are in Kafka; a later commit of higher offsets covers these.
             log.warning("offset commit failed, retrying with the next batch: %s", exc)
             return produced_ms
@@ -258,9 +250,9 @@ class AtLeastOnce(_Outputs):
     def close(self, timeout_s: float) -> None:
         if self._pending:
             try:
-                self._consumer.commit(dict(self._pending), timeout_ms=int(timeout_s * 1000))
+                self._consumer.commit(dict(self._pending))
                 self._pending.clear()
-            except KafkaError as exc:
+            except TransportError as exc:
                 log.warning("final offset commit failed (outputs will be repeated): %s", exc)
         super().close(timeout_s)
 
@@ -280,13 +272,17 @@ class Transactional(_Outputs):
 
     name = "exactly-once"
 
-    def __init__(self, make_producer: Callable[[], KafkaProducer], consumer: KafkaConsumer) -> None:
+    def __init__(self, make_producer: Callable[[], Producer], consumer: Consumer) -> None:
         super().__init__(make_producer, consumer)
         self._open = False
 
     def begin(self) -> None:
         self._start_batch()
-        self.producer.begin_transaction()
+        try:
+            self.producer.begin_transaction()
+        except TransportError as exc:
+            self._drop_producer()
+            raise BatchFailed(f"no transaction: {exc}") from exc
         self._open = True
 
     def commit(self, offsets: Offsets) -> int:
@@ -295,12 +291,14 @@ class Transactional(_Outputs):
         self._flush()
         self._check_sent()
         try:
-            self.producer.send_offsets_to_transaction(offsets, self._consumer.group_metadata())
-            self.producer.commit_transaction()
-        except KafkaError as exc:
+            self.producer.send_offsets_to_transaction(
+                offsets, self._consumer.group_metadata(), TRANSACTION_STEP_S
+            )
+            self.producer.commit_transaction(TRANSACTION_STEP_S)
+        except TransportError as exc:
             raise BatchFailed(f"transaction failed: {exc}") from exc
         self._open = False
-        self._sent.clear()
+        self._failures = []
         return now_ms()  # committed: visible to read_committed readers from now on
 
     def abort(self) -> list[Any]:
@@ -316,25 +314,27 @@ class Transactional(_Outputs):
 
 def delivery_for(
     settings: Settings,
-    consumer: KafkaConsumer,
+    clients: Clients,
+    consumer: Consumer,
     group_id: str,
     stop_requested: Callable[[], bool] = lambda: False,
 ) -> Delivery:
+    """The delivery ``settings`` ask for, with its first producer (this needs the broker)."""
     if settings.exactly_once:
         transactional_id = f"{group_id}-{uuid.uuid4().hex}"
 
-        def transactional() -> KafkaProducer:
-            prod = producer(
-                settings,
+        def transactional() -> Producer:
+            prod = clients.producer(
                 transactional_id=transactional_id,
                 transaction_timeout_ms=TRANSACTION_TIMEOUT_MS,
             )
             try:
-                prod.init_transactions()
+                prod.init_transactions(TRANSACTION_STEP_S)
             except BaseException:
-                close_producer(prod, 0)
+                prod.close(0)
                 raise
             return prod
 
         return Transactional(transactional, consumer)
-    return AtLeastOnce(lambda: producer(settings), consumer, stop_requested)
+    return AtLeastOnce(clients.producer, consumer, stop_requested)
+

@@ -10,25 +10,23 @@ transaction (``--exactly-once``). Models are swapped only between batches.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
+from types import TracebackType
 from typing import Any, TypeVar
 
-from kafka import AsyncConsumerRebalanceListener, OffsetAndMetadata, TopicPartition
-from kafka.errors import FencedInstanceIdError, KafkaError
-
-from consumers.delivery import BatchFailed, Delivery, RecordRefused, delivery_for
+from consumers.delivery import BatchFailed, Delivery, Offsets, RecordRefused, delivery_for
 from consumers.model_follower import ModelFollower, ServedModel, trust_from
 from consumers.refusals import Refusals
-from consumers.snapshot_feed import SnapshotFeed
+from consumers.snapshot_feed import SnapshotFeed, feed_consumer
 from online_model import tasks
 from online_model.drift import FeatureDriftMonitor
 from online_model.presets import resolve
-from riverflow.clients import close_member, consumer, duplicate_instance, lag_samples
 from riverflow.connectivity import BrokerLink
-from riverflow.errors import InvalidEvent, describe
+from riverflow.errors import InvalidEvent, describe, duplicate_instance
 from riverflow.lifecycle import Stopper
 from riverflow.metrics import (
     ANOMALY_OUTPUT_BUCKETS,
@@ -41,6 +39,8 @@ from riverflow.metrics import (
 from riverflow.options import add_worker_arguments, settings_from
 from riverflow.schemas import Decoder, Reading, now_ms, prediction_value
 from riverflow.settings import Settings
+from riverflow.transport import Batch, Clients, Consumer, TopicPartition, clients_for, lag_samples
+from riverflow.transport.errors import InstanceFenced, TransportError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -48,7 +48,7 @@ T = TypeVar("T")
 DEFAULT_METRICS_PORT = 8000
 # Short enough that signals, --idle-exit and new snapshots are noticed within a quarter second
 # when no readings arrive; poll returns at once when there are some.
-POLL_TIMEOUT_MS = 250
+POLL_TIMEOUT_S = 0.25
 # After a failed batch (broker unreachable, transaction aborted) before re-reading it.
 RETRY_BACKOFF_S = 1.0
 # Lag is a dashboard number: refreshing it once a second keeps position() calls off the hot path.
@@ -67,11 +67,21 @@ def every_nth(items: list[T], phase: int, every: int) -> tuple[list[T], int]:
 
 class InferenceWorker:
     """The consume-predict-produce loop of one process. Not thread-safe: one thread drives it
-    (the metrics thread only reads values the worker publishes)."""
+    (the metrics thread only reads values the worker publishes).
+
+    It receives its transport's ``clients`` and builds nothing at construction: :meth:`start`
+    makes the clients (which needs the broker) and :meth:`close` (or leaving the ``with``
+    block) closes every one of them, within ``shutdown_timeout_s``.
+    """
+
+    consumer: Consumer
+    delivery: Delivery
+    feed: SnapshotFeed
 
     def __init__(
         self,
         settings: Settings,
+        clients: Clients,
         stopper: Stopper | None = None,
         metrics: InferenceMetrics | None = None,
     ) -> None:
@@ -93,14 +103,11 @@ class InferenceWorker:
             trust_from(settings, publishes=False),
             ServedModel(spec.build(), 0, now_ms()),
         )
-        self.feed = SnapshotFeed(settings, self.name)
-        self.consumer = consumer(settings, group_id=self.group_id)
-        self.delivery: Delivery = delivery_for(
-            settings, self.consumer, self.group_id, stop_requested=lambda: self.stopper.wait(0)
-        )
+        self.clients = clients
         self.refusals = Refusals()
         self.link = BrokerLink(settings.bootstrap_servers, self.metrics.kafka_connected)
-        self.link.watch(self.consumer)
+        self._closing = contextlib.ExitStack()  # what start() made, closed in reverse order
+        self._deadline = 0.0  # of the close in progress (monotonic)
         self._failed_in_row = 0  # batches that failed since the last one that went through
         self._drift_phase = 0  # index in the next batch of the next reading to sample
         self._drift_tracked: set[str] = set()
@@ -114,13 +121,43 @@ class InferenceWorker:
 
     # -- lifecycle -----------------------------------------------------------------------------
 
+    def __enter__(self) -> InferenceWorker:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _left(self) -> float:
+        return max(0.1, self._deadline - time.monotonic())
+
     def start(self) -> None:
-        """Load the latest snapshot of the model, join the group, say what runs."""
+        """Make the clients, load the latest snapshot of the model, join the group, say what
+        runs."""
+        s = self.settings
+        closing = self._closing
+        self.feed = SnapshotFeed(feed_consumer(self.clients), s.models_topic, self.name)
+        closing.callback(lambda: self.feed.close(self._left()))
+        self.consumer = self.clients.consumer(self.group_id)
+        closing.callback(lambda: self.consumer.close(self._left()))
+        self.delivery = delivery_for(
+            s,
+            self.clients,
+            self.consumer,
+            self.group_id,
+            stop_requested=lambda: self.stopper.wait(0),
+        )
+        closing.callback(lambda: self.delivery.close(self._left()))
+        self.link.watch(self.consumer)
+        closing.callback(self.link.close)
         latest = self.feed.latest(self._refuse)
         if latest is not None:
             self._offer(latest)
         self.metrics.model_version.set(self.follower.current.version)
-        s = self.settings
         self.consumer.subscribe([s.readings_topic], listener=_CommitOnRevoke(self))
         self.link.start()
         log.info(
@@ -138,16 +175,15 @@ class InferenceWorker:
 
     def run(self) -> None:
         """Serve batches until a signal or ``--idle-exit`` asks to stop, then close."""
-        try:
-            self.start()
-            while not self.stopper.stopping:
-                self.step()
-        except FencedInstanceIdError:  # raised by poll() when it rejoins the group
-            raise duplicate_instance(self.settings, self.group_id) from None
-        finally:
-            self.close()
+        with self:
+            try:
+                self.start()
+                while not self.stopper.stopping:
+                    self.step()
+            except InstanceFenced:  # raised by a poll when it rejoins the group
+                raise duplicate_instance(self.settings.instance_id, self.group_id) from None
 
-    def step(self, timeout_ms: int = POLL_TIMEOUT_MS) -> int:
+    def step(self, timeout_s: float = POLL_TIMEOUT_S) -> int:
         """Follow the models topic, then poll and process one batch; returns records read.
 
         While the broker is away, polls return nothing and a batch in hand waits in
@@ -155,7 +191,7 @@ class InferenceWorker:
         """
         for value in self.feed.poll():
             self._offer(value)
-        batch = self.consumer.poll(timeout_ms=timeout_ms)
+        batch = self.consumer.poll_batch(timeout_s)
         count = sum(len(records) for records in batch.values())
         # --idle-exit is for input that ran out, not for a broker that is away.
         self.stopper.saw_input(count or self.link.connected is False)
@@ -167,15 +203,8 @@ class InferenceWorker:
 
     def close(self) -> None:
         """Commit what is finished, then close every client, all within shutdown_timeout_s."""
-        deadline = time.monotonic() + self.settings.shutdown_timeout_s
-
-        def left() -> float:
-            return max(0.1, deadline - time.monotonic())
-
-        self.link.close()
-        self.delivery.close(left())
-        close_member(self.consumer, self.settings, left())
-        self.feed.close(left())
+        self._deadline = time.monotonic() + self.settings.shutdown_timeout_s
+        self._closing.close()
         log.info(
             "infer stopped (%s): model %s v%d",
             self.stopper.reason or "closed",
@@ -185,7 +214,7 @@ class InferenceWorker:
 
     # -- one batch -----------------------------------------------------------------------------
 
-    def process(self, batch: Mapping[TopicPartition, list[Any]]) -> bool:
+    def process(self, batch: Batch) -> bool:
         """Predict, produce and commit one poll batch. Returns False when the batch must be
         re-read (its partitions were rewound to the batch's first offsets)."""
         started = time.perf_counter()
@@ -201,7 +230,7 @@ class InferenceWorker:
         valid: list[Reading] = []
         outputs: list[Any] = []
         refused: list[InvalidEvent] = []
-        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        offsets: Offsets = {}
         refusals = self.refusals
         careful = bool(refusals)  # Kafka refused a record's output: this batch may hold it
         alone = False
@@ -236,13 +265,13 @@ class InferenceWorker:
                     send(topic, reading.sensor_id.encode(), value, record, alone)
                     valid.append(reading)
                     outputs.append(prediction)
-                offsets[tp] = OffsetAndMetadata(records[-1].offset + 1, "", -1)
+                offsets[tp] = records[-1].offset + 1
             produced_ms = self.delivery.commit(offsets)
-        except (BatchFailed, KafkaError) as exc:
+        except (BatchFailed, TransportError) as exc:
             self._rewind(batch, exc)
-            if FencedInstanceIdError in (type(exc), type(exc.__cause__)):
+            if isinstance(exc, InstanceFenced) or isinstance(exc.__cause__, InstanceFenced):
                 # Re-reading would repeat the batch for good: the group is another's now.
-                raise duplicate_instance(self.settings, self.group_id) from exc
+                raise duplicate_instance(self.settings.instance_id, self.group_id) from exc
             return False
         if careful:
             refusals.settle(offsets)
@@ -264,7 +293,7 @@ class InferenceWorker:
         self.delivery.dead_letter(self.settings.dead_letters_topic, record, error, bare, alone)
         refused.append(error)
 
-    def _rewind(self, batch: Mapping[TopicPartition, list[Any]], exc: Exception) -> None:
+    def _rewind(self, batch: Batch, exc: Exception) -> None:
         """Abort the batch and seek back to its start; a record Kafka refused is counted, so
         that it is given up after a bounded number of attempts (:mod:`consumers.refusals`)."""
         self.refusals.suspect(self.delivery.abort())
@@ -357,7 +386,7 @@ class InferenceWorker:
         consumer): the end offset seen by the last fetch minus the position."""
         self._lag_at = time.monotonic()
         c = self.consumer
-        self._lag = lag_samples(c, {tp: c.position(tp, timeout_ms=100) for tp in c.assignment()})
+        self._lag = lag_samples(c, {tp: c.position(tp, 0.1) for tp in c.assignment()})
 
     def forget(self, partitions: Iterable[TopicPartition]) -> None:
         partitions = list(partitions)
@@ -366,40 +395,34 @@ class InferenceWorker:
         self._lag = [s for s in self._lag if (s[0][0], s[0][1]) not in gone]
 
 
-class _CommitOnRevoke(AsyncConsumerRebalanceListener):
+class _CommitOnRevoke:
     """Commits finished-but-uncommitted offsets before partitions move to another worker.
 
-    kafka-python runs listeners on its IO thread while the worker thread waits inside poll(),
-    so no batch is in flight here and awaiting the commit keeps heartbeats going. Normally
-    nothing is pending (each batch commits); a commit that failed is retried here once, bounded
-    by the consumer's request timeout, far inside max.poll.interval.ms.
+    The transport calls it while the worker thread waits inside a poll, so no batch is in
+    flight here; it returns the offsets to commit and the transport commits them before giving
+    the partitions away. Normally nothing is pending (each batch commits); a commit that failed
+    is retried there once.
     """
 
     def __init__(self, worker: InferenceWorker) -> None:
         self.worker = worker
 
-    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        self.worker.forget(revoked)
-        pending = self.worker.delivery.take_pending(revoked)
-        if not pending:
-            return
-        try:
-            await self.worker.consumer.commit_async(pending)
-            log.info("committed %d partitions' offsets before giving them away", len(pending))
-        except KafkaError as exc:
-            log.warning("commit on revocation failed (outputs will be repeated): %s", exc)
+    def on_revoked(self, partitions: set[TopicPartition]) -> Offsets:
+        self.worker.forget(partitions)
+        return self.worker.delivery.take_pending(partitions)
 
-    async def on_partitions_lost(self, lost: set[TopicPartition]) -> None:
+    def on_lost(self, partitions: set[TopicPartition]) -> None:
         # Evicted from the group: a commit would be refused; the new owner repeats the work.
-        self.worker.forget(lost)
-        self.worker.delivery.take_pending(lost)
+        self.worker.forget(partitions)
+        self.worker.delivery.take_pending(partitions)
 
-    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+    def on_assigned(self, partitions: set[TopicPartition]) -> None:
         # --idle-exit counts from the first assignment, and again from each one that brings
         # partitions (something to read).
         self.worker.stopper.joined()
-        self.worker.stopper.saw_input(len(assigned))
-        log.info("assigned %s", ", ".join(f"{tp.topic}/{tp.partition}" for tp in sorted(assigned)))
+        self.worker.stopper.saw_input(len(partitions))
+        names = ", ".join(f"{tp.topic}/{tp.partition}" for tp in sorted(partitions))
+        log.info("assigned %s", names or "no partitions")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -422,10 +445,11 @@ def output_buckets(settings: Settings) -> tuple[float, ...]:
 
 def run(args: argparse.Namespace) -> int:
     settings = settings_from(args)
+    clients = clients_for(settings)  # a client that is not installed is a usage error, found now
     stopper = Stopper(settings.idle_exit_s).install()
     metrics = InferenceMetrics(output_buckets=output_buckets(settings))
     serve(metrics.registry, settings.metrics_port, DEFAULT_METRICS_PORT)
-    worker = InferenceWorker(settings, stopper, metrics)
+    worker = InferenceWorker(settings, clients, stopper, metrics)
     # What is loaded by now lives as long as the process: keep it out of the collector's
     # passes, which every batch's short-lived records would otherwise trigger over it.
     gc.freeze()

@@ -12,42 +12,40 @@ batch: decode, join, test-then-train, watch drift, and publish a snapshot every
 ``snapshot_every`` learned events or ``snapshot_interval_s`` seconds when the model changed, at
 once after a drift reset, and on the way out (SIGTERM/SIGINT, ``--idle-exit``, revocation).
 
-Rebalance callbacks run inside ``group.poll``, which the loop calls between batches only, so they
-always see a consistent state.
+Rebalance callbacks run inside the group consumer's poll, which the loop calls between batches
+only, so they always see a consistent state. The learner receives its transport's clients and
+builds them in :meth:`Learner.start`; leaving its ``with`` block closes them.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import logging
 import time
-from typing import Any
-
-from kafka import ConsumerRebalanceListener, TopicPartition
-from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
-from kafka.errors import FencedInstanceIdError, KafkaError
-from kafka.structs import MemberState
+from types import TracebackType
 
 from consumers.model_follower import trust_from
 from consumers.model_publisher import Fenced
 from consumers.session import Session
 from online_model.drift import DETECTORS, make_detector
 from online_model.presets import ModelSpec, resolve
-from riverflow.clients import (
-    close_member,
-    close_producer,
-    consumer,
-    duplicate_instance,
-    producer,
-    topic_partitions,
-)
 from riverflow.connectivity import BrokerLink
-from riverflow.errors import BrokerError, ConfigError
+from riverflow.errors import BrokerError, duplicate_instance
 from riverflow.lifecycle import Stopper
 from riverflow.metrics import LearnerMetrics, serve
 from riverflow.options import add_worker_arguments, settings_from
 from riverflow.settings import Settings
+from riverflow.transport import (
+    Clients,
+    Consumer,
+    Producer,
+    TopicPartition,
+    clients_for,
+    topic_partitions,
+)
+from riverflow.transport.errors import InstanceFenced, TransportError
 
 log = logging.getLogger(__name__)
 
@@ -58,12 +56,12 @@ DEFAULT_METRICS_PORT = 8001
 # the session timeout.
 REVOKE_PUBLISH_SHARE = 1 / 3
 # A standby checks for the models partition this often.
-STANDBY_POLL_MS = 500
+STANDBY_POLL_S = 0.5
 # The active learner lets the group client run (rejoin when a standby arrives, callbacks) this
 # often and this long: a poll with no timeout cannot complete a rejoin, and one that waits
 # costs its whole timeout when there is nothing to fetch. 20 ms a second is 2% of the loop.
 GROUP_POLL_EVERY_S = 1.0
-GROUP_POLL_MS = 20
+GROUP_POLL_S = 0.02
 # Becoming active needs the broker (fence, load, seek). While it does not answer, the learner
 # waits for its clients to reconnect and then tries again this often.
 ACTIVATE_RETRY_S = 2.0
@@ -123,6 +121,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings = settings_from(args)
+    clients = clients_for(settings)  # a client that is not installed is a usage error, found now
     spec = resolve(settings.model)
     make_detector(settings.concept_drift_detector)  # a bad name is a usage error, found now
     metrics = LearnerMetrics()
@@ -131,17 +130,27 @@ def run(args: argparse.Namespace) -> int:
     # Everything imported so far lives as long as the process: keep it out of the collector's
     # full passes, which otherwise walk it again and again among the pending entries.
     gc.freeze()
-    Learner(settings, spec, metrics, stopper).run()
+    Learner(settings, clients, spec, metrics, stopper).run()
     return 0
 
 
-class Learner(ConsumerRebalanceListener):
-    """Membership in the learners' group, and the loop that drives the active :class:`Session`."""
+class Learner:
+    """Membership in the learners' group, and the loop that drives the active :class:`Session`.
+    It is the group consumer's rebalance listener."""
+
+    group: Consumer
+    dead_letters: Producer
 
     def __init__(
-        self, settings: Settings, spec: ModelSpec, metrics: LearnerMetrics, stopper: Stopper
+        self,
+        settings: Settings,
+        clients: Clients,
+        spec: ModelSpec,
+        metrics: LearnerMetrics,
+        stopper: Stopper,
     ) -> None:
         self.settings = settings
+        self.clients = clients
         self.spec = spec
         self.metrics = metrics
         self.stopper = stopper
@@ -156,55 +165,69 @@ class Learner(ConsumerRebalanceListener):
         self._activate_failures = 0
         self.link = BrokerLink(settings.bootstrap_servers, metrics.kafka_connected)
         metrics.add_lag(lambda: self.session.lag if self.session else [])
+        self.group_id = settings.group_id or f"riverflow-learn-{settings.model_name}"
+        self._closing = contextlib.ExitStack()  # what start() made, closed in reverse order
 
-    def run(self) -> None:
+    def __enter__(self) -> Learner:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._closing.close()
+
+    def start(self) -> None:
+        """Make the clients and join the learners' group (as a standby until assigned)."""
         s = self.settings
-        group_id = s.group_id or f"riverflow-learn-{s.model_name}"
-        self.group = consumer(
-            s, group_id=group_id, partition_assignment_strategy=(CooperativeStickyAssignor,)
-        )
+        timeout_s = s.shutdown_timeout_s
+        self.group = self.clients.consumer(self.group_id, cooperative=True)
+        self._closing.callback(lambda: self.group.close(timeout_s))
         # Metadata first: a missing topic is a usage error, and the assignor needs the partition.
-        try:
-            topic_partitions(self.group, s.models_topic)
-        except ConfigError:
-            self.group.close(autocommit=False)
-            raise
-        self.dead_letters = producer(s)
+        topic_partitions(self.group, s.models_topic)
+        self.dead_letters = self.clients.producer()
+        self._closing.callback(lambda: self.dead_letters.close(timeout_s))
         # The dead-letters topic's metadata now, while the broker answers: a first dead letter
         # sent during an outage would otherwise block on it and fail.
-        self.dead_letters.partitions_for(s.dead_letters_topic)
+        self.dead_letters.partitions_for(s.dead_letters_topic, s.bootstrap_timeout_s)
         self.group.subscribe([s.models_topic], listener=self)
         self.link.watch(self.group)
         self.link.start()
-        log.info("learner for %s joined group %s; waiting to be active", s.model_name, group_id)
+        self._closing.callback(self.link.close)
+        # No final snapshot into a broker that is away: it would only time out. The next
+        # active learner resumes from the last snapshot published.
+        self._closing.callback(
+            lambda: self._step_down(publish=self.link.connected is not False, timeout_s=timeout_s)
+        )
+        log.info(
+            "learner for %s joined group %s; waiting to be active", s.model_name, self.group_id
+        )
+
+    def run(self) -> None:
+        with self:
+            try:
+                self.start()
+                self._loop()
+            except InstanceFenced:  # raised by a poll when it rejoins the group
+                raise duplicate_instance(self.settings.instance_id, self.group_id) from None
+
+    def _loop(self) -> None:
         group_polled = 0.0
-        try:
-            while not self.stopper.stopping:
-                # --idle-exit is for input that ran out, not for a broker that is away.
-                self.stopper.saw_input(self.link.connected is False)
-                if self.session is None:
-                    self.group.poll(timeout_ms=STANDBY_POLL_MS)
-                    if self.group.group_metadata().state == MemberState.STABLE:
-                        # Active or standby, it knows which: --idle-exit counts from here.
-                        self.stopper.joined()
-                    if self._may_activate():
-                        self._activate()
-                    continue
-                if time.monotonic() - group_polled >= GROUP_POLL_EVERY_S:
-                    self.group.poll(timeout_ms=GROUP_POLL_MS)
-                    group_polled = time.monotonic()
-                if self.session is not None:
-                    self._step()
-        except FencedInstanceIdError:  # raised by poll() when it rejoins the group
-            raise duplicate_instance(s, group_id) from None
-        finally:
-            # No final snapshot into a broker that is away: it would only time out. The next
-            # active learner resumes from the last snapshot published.
-            final = self.link.connected is not False
-            self._step_down(publish=final, timeout_s=s.shutdown_timeout_s)
-            self.link.close()
-            close_member(self.group, s, s.shutdown_timeout_s)
-            close_producer(self.dead_letters, s.shutdown_timeout_s)
+        while not self.stopper.stopping:
+            # --idle-exit is for input that ran out, not for a broker that is away.
+            self.stopper.saw_input(self.link.connected is False)
+            if self.session is None:
+                self.group.poll_batch(STANDBY_POLL_S)
+                if self._may_activate():
+                    self._activate()
+                continue
+            if time.monotonic() - group_polled >= GROUP_POLL_EVERY_S:
+                self.group.poll_batch(GROUP_POLL_S)
+                group_polled = time.monotonic()
+            if self.session is not None:
+                self._step()
 
     def _may_activate(self) -> bool:
         return (
@@ -216,11 +239,13 @@ class Learner(ConsumerRebalanceListener):
 
     def _activate(self) -> None:
         # The models partition only marks who is active; its records are read by the session.
-        self.group.pause(self._models)
-        session = Session(self.settings, self.spec, self.metrics, self.dead_letters, self.trust)
+        self.group.pause([self._models])
+        session = Session(
+            self.settings, self.clients, self.spec, self.metrics, self.dead_letters, self.trust
+        )
         try:
             session.start()
-        except (KafkaError, BrokerError) as exc:
+        except (TransportError, BrokerError) as exc:
             self._activate_failures += 1
             self._activate_at = time.monotonic() + ACTIVATE_RETRY_S
             # One line for a run of failed attempts (the broker away), not one per attempt.
@@ -229,6 +254,7 @@ class Learner(ConsumerRebalanceListener):
             return
         self.session = session
         self._activate_failures = 0
+        assert session.inputs is not None  # made by start()
         self.link.watch(session.inputs)
         self.metrics.learner_active.set(1)
         log.info("active learner for %s", self.settings.model_name)
@@ -252,7 +278,8 @@ class Learner(ConsumerRebalanceListener):
         if session is None:
             return
         self.metrics.learner_active.set(0)
-        self.link.forget(session.inputs)
+        if session.inputs is not None:
+            self.link.forget(session.inputs)
         try:
             session.settle(block=True)
             if publish and session.changed:
@@ -264,22 +291,24 @@ class Learner(ConsumerRebalanceListener):
         finally:
             session.close()
 
-    # -- rebalance callbacks (inside group.poll, between batches) ----------------------
+    # -- rebalance callbacks (inside the group's poll, between batches) ----------------------
 
-    def on_partitions_assigned(self, assigned: Any) -> None:
-        # Activation happens in the loop, outside the group's IO thread.
+    def on_assigned(self, partitions: set[TopicPartition]) -> None:
+        # Active or standby, it knows which: --idle-exit counts from here. Activation happens
+        # in the loop, outside the callback.
+        self.stopper.joined()
         self._await_rebalance = False
 
-    def on_partitions_revoked(self, revoked: Any) -> None:
+    def on_revoked(self, partitions: set[TopicPartition]) -> None:
         self._await_rebalance = False
-        if self._models in revoked and self.session is not None:
+        if self._models in partitions and self.session is not None:
             log.info("models partition revoked: publishing a final snapshot, standing by")
             timeout_s = self.settings.session_timeout_s * REVOKE_PUBLISH_SHARE
             self._step_down(publish=True, timeout_s=timeout_s)
 
-    def on_partitions_lost(self, lost: Any) -> None:
+    def on_lost(self, partitions: set[TopicPartition]) -> None:
         self._await_rebalance = False
-        if self._models in lost and self.session is not None:
+        if self._models in partitions and self.session is not None:
             # Another learner may already be active: leave without writing anything.
             log.warning("membership lost (session expired?): standing by without a snapshot")
             self._step_down(publish=False)

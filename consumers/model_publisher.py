@@ -3,7 +3,7 @@
 Each snapshot is written in its own Kafka transaction, with one ``transactional.id`` per model
 and models topic. A learner that becomes active calls :meth:`SnapshotPublisher.fence` first: the
 broker aborts whatever an earlier learner of the same model left open, and refuses every later
-write of that earlier learner (``ProducerFencedError`` -> :class:`Fenced`). A paused learner that
+write of that earlier learner (the transport's ``Fenced`` -> :class:`Fenced`). A paused learner that
 wakes up after a standby took over therefore cannot overwrite the newer lineage of snapshots.
 Readers use ``read_committed`` (riverflow's default), so they never see an aborted snapshot.
 """
@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import logging
 
-from kafka import KafkaProducer
-from kafka.errors import KafkaError, ProducerFencedError
-
-from riverflow.clients import close_producer, end_transaction, producer
 from riverflow.errors import BrokerError, RiverflowError
 from riverflow.settings import Settings
 from riverflow.topics import MODELS_MAX_MESSAGE_BYTES
+from riverflow.transport import Clients, Producer
+from riverflow.transport import errors as te
 
 log = logging.getLogger(__name__)
 
@@ -46,29 +44,27 @@ class SnapshotPublisher:
     thread stuck until the broker returns.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, clients: Clients) -> None:
         self.settings = settings
+        self.clients = clients
         self.topic = settings.models_topic
         self.key = settings.model_name.encode()
-        self._producer: KafkaProducer | None = None
+        self._producer: Producer | None = None
 
-    def fence(self, timeout_s: float) -> KafkaProducer:
+    def fence(self, timeout_s: float) -> Producer:
         """Take over the model's transactional id: earlier learners can no longer publish.
-        Raises ``BrokerError`` or ``KafkaError`` when the broker does not answer in time."""
+        Raises ``BrokerError`` or a ``TransportError`` when the broker does not answer in time."""
         self.close(0)
-        wait_ms = int(timeout_s * 1000)
-        prod = producer(
-            self.settings,
+        prod = self.clients.producer(
             transactional_id=transactional_id(self.settings),
-            max_request_size=MODELS_MAX_MESSAGE_BYTES,
+            max_request_bytes=MODELS_MAX_MESSAGE_BYTES,
             linger_ms=0,  # one record per transaction: nothing to batch
-            max_block_ms=wait_ms,
-            bootstrap_timeout_ms=wait_ms,
+            max_block_s=timeout_s,
         )
         try:
-            prod.init_transactions()
+            prod.init_transactions(timeout_s)
         except BaseException:
-            close_producer(prod, 0)
+            prod.close(0)
             raise
         self._producer = prod
         return prod
@@ -78,17 +74,22 @@ class SnapshotPublisher:
         try:
             p = self._producer or self.fence(timeout_s)
             p.begin_transaction()
-            p.send(self.topic, key=self.key, value=blob).get(timeout=timeout_s)
-            end_transaction(p, commit=True, timeout_s=timeout_s)
-        except ProducerFencedError:
+            failed: list[te.TransportError | None] = []
+            p.send(self.topic, self.key, blob, on_delivery=failed.append)
+            if p.flush(timeout_s):
+                raise te.Timeout(f"the snapshot was not written within {timeout_s:g}s")
+            if failed[0] is not None:
+                raise failed[0]
+            p.commit_transaction(timeout_s)
+        except te.Fenced:
             raise Fenced(
                 f"another learner of model {self.settings.model_name!r} took over"
             ) from None
-        except (KafkaError, BrokerError) as exc:
+        except (te.TransportError, BrokerError) as exc:
             self.close(0)
             raise PublishFailed(f"snapshot not published: {exc}") from None
 
     def close(self, timeout_s: float) -> None:
         prod, self._producer = self._producer, None
         if prod is not None:
-            close_producer(prod, timeout_s)
+            prod.close(timeout_s)

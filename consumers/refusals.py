@@ -1,9 +1,10 @@
 """When Kafka keeps refusing a record's output, and what to do about it: pure logic, no Kafka.
 
 Kafka refuses some records for their own content: too large for the topic or the producer,
-invalid (:data:`consumers.delivery.RECORD_ERRORS`). Re-reading the batch sends the same bytes
-again, so without a bound one record would fail its batch forever. The inference worker keeps a
-:class:`Refusals` and asks it about each record of a batch that follows a refusal:
+invalid (:class:`~riverflow.transport.errors.RecordRejected`). Re-reading the batch sends the
+same bytes again, so without a bound one record would fail its batch forever. The inference
+worker keeps a :class:`Refusals` and asks it about each record of a batch that follows a
+refusal:
 
 - a **suspect** (one of several outputs that failed together: kafka-python fails every later
   record of a producer after one refusal, so which record caused it is unknown) has its outputs
@@ -84,9 +85,9 @@ class Refusals:
             InvalidEvent("undeliverable", message, "produce"), attempts > self.max_attempts
         )
 
-    def settle(self, next_offsets: Mapping[Any, Any]) -> None:
+    def settle(self, next_offsets: Mapping[Any, int]) -> None:
         """Forget records a committed batch is past (``next_offsets``: partition -> offset)."""
-        done = {(tp.topic, tp.partition): o.offset for tp, o in next_offsets.items()}
+        done = {(tp.topic, tp.partition): offset for tp, offset in next_offsets.items()}
 
         def pending(key: Coords) -> bool:
             end = done.get(key[:2])

@@ -7,7 +7,7 @@ consumer: the snapshot, not group offsets, is the checkpoint. Each :meth:`Sessio
 decodes, joins, learns and evaluates (:mod:`consumers.learning`); :meth:`Session.publish`
 captures the model and checkpoint between batches and hands them to a snapshot thread.
 
-Like every kafka-python client here, the session is driven from the learner's loop thread only.
+The session receives its transport's clients and is driven from the learner's loop thread only.
 """
 
 from __future__ import annotations
@@ -18,25 +18,32 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from kafka import KafkaConsumer, TopicPartition
-from kafka.errors import KafkaError
-
 from consumers.checkpoint import Checkpoint, PartitionReplay, Replay, partition_key
 from consumers.learning import Learning, LearningConfig, check_label, check_prediction
 from consumers.model_publisher import PublishFailed, SnapshotPublisher
-from consumers.snapshot_feed import SnapshotFeed
+from consumers.snapshot_feed import SnapshotFeed, feed_consumer
 from online_model.presets import ModelSpec
 from online_model.snapshot import SnapshotHeader, Trust, dumps, loads, verify
-from riverflow.clients import consumer, lag_samples, send_dead_letter, topic_partitions
+from riverflow import dead_letters
 from riverflow.errors import ConfigError, InvalidEvent, SnapshotError
 from riverflow.metrics import LearnerMetrics
 from riverflow.schemas import Decoder, now_ms
 from riverflow.settings import Settings
+from riverflow.transport import (
+    Clients,
+    Consumer,
+    Producer,
+    Record,
+    TopicPartition,
+    lag_samples,
+    topic_partitions,
+)
+from riverflow.transport.errors import TransportError
 
 log = logging.getLogger(__name__)
 
 # How long a poll waits for input before the loop looks at snapshots and signals again.
-BATCH_POLL_MS = 200
+BATCH_POLL_S = 0.2
 
 
 @dataclass
@@ -63,30 +70,32 @@ class Session:
     def __init__(
         self,
         settings: Settings,
+        clients: Clients,
         spec: ModelSpec,
         metrics: LearnerMetrics,
-        dead_letters: Any,
+        dead_letters: Producer,
         trust: Trust,
     ) -> None:
         self.settings = settings
+        self.clients = clients
         self.spec = spec
         self.metrics = metrics
         self._dead_letters = dead_letters
         self._trust = trust  # its key signs what this session publishes
         self.decoder = Decoder.from_settings(settings)
-        self.publisher = SnapshotPublisher(settings)
+        self.publisher = SnapshotPublisher(settings, clients)
         # One thread publishes snapshots, one at a time: the transactional producer is used
         # from that thread only (fence() and close() run when nothing is in flight).
         self._sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="snapshot")
         self._in_flight: InFlight | None = None
         self._failed_in_row = 0  # publish attempts that failed since the last success
-        self.inputs: KafkaConsumer | None = None
+        self.inputs: Consumer | None = None
         self.lag: list[tuple[list[str], float]] = []
 
     def start(self) -> None:
         """Fence earlier learners, load the latest snapshot, resume the inputs from it.
 
-        Raises ``KafkaError`` or ``BrokerError`` when the broker does not answer in time (the
+        Raises a ``TransportError`` or ``BrokerError`` when the broker does not answer in time (the
         learner tries again with a new session), ``SnapshotError`` when the latest snapshot is
         refused, ``ConfigError`` when a topic is missing; the session is closed by then.
         """
@@ -123,8 +132,8 @@ class Session:
         self.metrics.model_version.set(self.version)
 
     def _load(self) -> tuple[SnapshotHeader | None, Any, dict[str, Any] | None]:
-        feed = SnapshotFeed(self.settings, self.settings.model_name)
         name = self.settings.model_name
+        feed = SnapshotFeed(feed_consumer(self.clients), self.settings.models_topic, name)
         try:
             data = feed.latest(self._refuse, complete=True)
         finally:
@@ -169,7 +178,7 @@ class Session:
 
     def _resume(self, checkpoint: Checkpoint) -> None:
         s = self.settings
-        self.inputs = consumer(s, group_id=None)
+        self.inputs = self.clients.consumer()
         self.keys: dict[TopicPartition, str] = {}
         self.positions: dict[TopicPartition, int] = {}
         self.replays: dict[TopicPartition, PartitionReplay] = {}
@@ -228,7 +237,7 @@ class Session:
             names = ", ".join(f"{tp.topic}/{tp.partition}" for tp in found)
             try:
                 self._read(found, Checkpoint(), earliest=True)
-            except KafkaError as exc:  # the broker away: looked for again at the next refresh
+            except TransportError as exc:  # the broker away: looked for again at the next refresh
                 log.warning("new input partitions %s not read yet: %s", names, exc)
                 return
             log.info("new input partitions %s: reading them from the beginning", names)
@@ -238,7 +247,7 @@ class Session:
     def batch(self) -> int:
         """Consume one poll of both inputs; returns the number of records read."""
         assert self.inputs is not None
-        polled = self.inputs.poll(timeout_ms=BATCH_POLL_MS)
+        polled = self.inputs.poll_batch(BATCH_POLL_S)
         predictions_topic = self.settings.predictions_topic
         now = now_ms()
         count = 0
@@ -266,7 +275,7 @@ class Session:
         self._follow_new_partitions()
         return count
 
-    def _prediction(self, record: Any, key: str, kind: Replay) -> None:
+    def _prediction(self, record: Record, key: str, kind: Replay) -> None:
         try:
             prediction = self.decoder.prediction(record.value)
             check_prediction(self.spec.task, prediction)
@@ -275,7 +284,7 @@ class Session:
             return
         self.learning.add_prediction(prediction, record, key, record.offset, kind)
 
-    def _feedback(self, record: Any, key: str, kind: Replay, now: int) -> None:
+    def _feedback(self, record: Record, key: str, kind: Replay, now: int) -> None:
         try:
             if kind is Replay.LIVE:
                 feedback = self.decoder.feedback(record.value, now)
@@ -294,8 +303,11 @@ class Session:
     def _dead_letter(self, record: Any, exc: InvalidEvent) -> None:
         log.debug("dead letter %s/%d/%d: %s", record.topic, record.partition, record.offset, exc)
         self.metrics.invalid_events.labels(exc.reason).inc()
-        stage = send_dead_letter(self._dead_letters, self.settings.dead_letters_topic, record, exc)
-        self.metrics.dead_letters.labels(stage).inc()
+        letter = dead_letters.build(record, exc)
+        self._dead_letters.send(
+            self.settings.dead_letters_topic, letter.key, letter.value, letter.headers
+        )
+        self.metrics.dead_letters.labels(letter.stage).inc()
 
     def _cache_lag(self) -> None:
         assert self.inputs is not None
@@ -367,9 +379,11 @@ class Session:
         The dead letters of the records this checkpoint moves past are stored before it is.
         """
         try:
-            self._dead_letters.flush(timeout=timeout_s)
-        except KafkaError as exc:
+            waiting = self._dead_letters.flush(timeout_s)
+        except TransportError as exc:
             raise PublishFailed(f"dead letters not stored, snapshot held back: {exc}") from None
+        if waiting:
+            raise PublishFailed(f"{waiting} dead letters not stored yet, snapshot held back")
         self.publisher.publish(blob, timeout_s)
         return time.perf_counter()
 
@@ -420,5 +434,5 @@ class Session:
         timeout_s = self.settings.shutdown_timeout_s
         self._sender.shutdown(wait=True)
         if self.inputs is not None:
-            self.inputs.close(autocommit=False, timeout_ms=int(timeout_s * 1000))
+            self.inputs.close(timeout_s)
         self.publisher.close(timeout_s)

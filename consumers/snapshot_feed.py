@@ -3,8 +3,8 @@
 A worker-private consumer that is *assigned* every partition of the models topic (no group: each
 inference process needs every snapshot, and must not rebalance the readings group). It first
 reads the topic up to its end offsets and keeps the newest snapshot of its model that the caller
-does not refuse, then returns newer ones from non-blocking polls between batches. Like every
-kafka-python client it is used from the worker thread only.
+does not refuse, then returns newer ones from non-blocking polls between batches. It receives
+its consumer (:func:`feed_consumer`) and is used from the worker thread only.
 
 Every process that reads the models topic reads it here, so this is where a tombstone (the
 model deleted) is logged, at WARNING.
@@ -15,14 +15,11 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
 
-from kafka.errors import KafkaTimeoutError
-
-from riverflow.clients import consumer, topic_partitions
-from riverflow.settings import Settings
 from riverflow.topics import MODELS_MAX_MESSAGE_BYTES
+from riverflow.transport import Clients, Consumer, Record, topic_partitions
+from riverflow.transport.errors import Timeout
 
 log = logging.getLogger(__name__)
 
@@ -31,17 +28,17 @@ log = logging.getLogger(__name__)
 CATCH_UP_TIMEOUT_S = 30.0
 
 
+def feed_consumer(clients: Clients) -> Consumer:
+    """The assign-only reader a :class:`SnapshotFeed` needs: one snapshot can be as large as
+    the models topic allows, and is fetched whole."""
+    return clients.consumer(max_record_bytes=MODELS_MAX_MESSAGE_BYTES)
+
+
 class SnapshotFeed:
-    def __init__(self, settings: Settings, model_name: str) -> None:
-        self.topic = settings.models_topic
+    def __init__(self, consumer: Consumer, topic: str, model_name: str) -> None:
+        self.topic = topic
         self._key = model_name.encode()
-        self._consumer = consumer(
-            settings,
-            group_id=None,
-            # One snapshot can be as large as the topic allows; fetch it whole.
-            max_partition_fetch_bytes=MODELS_MAX_MESSAGE_BYTES,
-            fetch_max_bytes=MODELS_MAX_MESSAGE_BYTES,
-        )
+        self._consumer = consumer
         self.refused_newer = 0
 
     def latest(
@@ -58,27 +55,29 @@ class SnapshotFeed:
         snapshots come from :meth:`poll`.
 
         Past ``timeout_s`` it returns what it has read, or with ``complete`` raises
-        ``KafkaTimeoutError``: a learner must resume from the very last snapshot, never from an
-        older one that would make it learn again what the newer one holds."""
+        :class:`~riverflow.transport.errors.Timeout`: a learner must resume from the very last
+        snapshot, never from an older one that would make it learn again what the newer one
+        holds."""
         c = self._consumer
         tps = topic_partitions(c, self.topic)
         c.assign(tps)
-        c.seek_to_beginning(*tps)
-        ends: dict[Any, int] = c.end_offsets(tps)
+        for tp, offset in c.beginning_offsets(tps).items():
+            c.seek(tp, offset)
+        ends = c.end_offsets(tps)
         last: bytes | None = None
         refused: Counter[str] = Counter()
         deadline = time.monotonic() + timeout_s
-        while any(c.position(tp) < ends[tp] for tp in tps):
+        while any((c.position(tp, 1.0) or 0) < ends[tp] for tp in tps):
             if time.monotonic() > deadline:
                 if complete:
-                    raise KafkaTimeoutError(f"{self.topic} not read to its end in {timeout_s:g}s")
+                    raise Timeout(f"{self.topic} not read to its end in {timeout_s:g}s")
                 log.warning(
                     "reading %s to its end took over %.0fs: starting with what was read",
                     self.topic,
                     timeout_s,
                 )
                 break
-            for records in c.poll(timeout_ms=200).values():
+            for records in c.poll_batch(0.2).values():
                 for record in self._mine(records):
                     if record.value is None:
                         last, self.refused_newer = None, 0
@@ -102,11 +101,11 @@ class SnapshotFeed:
         for a tombstone); never blocks (timeout 0), so it can run between every batch."""
         return [
             record.value
-            for records in self._consumer.poll(timeout_ms=0).values()
+            for records in self._consumer.poll_batch(0).values()
             for record in self._mine(records)
         ]
 
-    def _mine(self, records: list[Any]) -> list[Any]:
+    def _mine(self, records: Sequence[Record]) -> list[Record]:
         """This model's records; a tombstone among them is logged."""
         mine = [r for r in records if r.key == self._key]
         for r in mine:
@@ -121,4 +120,4 @@ class SnapshotFeed:
         return mine
 
     def close(self, timeout_s: float) -> None:
-        self._consumer.close(autocommit=False, timeout_ms=int(timeout_s * 1000))
+        self._consumer.close(timeout_s)

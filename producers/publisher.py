@@ -109,7 +109,7 @@ class Publisher:
         self.duration_s = duration_s
         self.stopper = stopper or Stopper()
         self.link = BrokerLink(settings.bootstrap_servers)
-        self.link.watch_probe(id(producer), producer.connected)
+        self.link.watch(producer)
         self.producer = producer
         self.progress = progress or Progress(name)
         self.clock = clock

@@ -21,6 +21,7 @@ from riverflow.config_file import CONFIG_ENV, config_path, read_config
 from riverflow.errors import ConfigError, RiverflowError
 from riverflow.options import add_kafka_arguments, settings_from
 from riverflow.settings import unknown_config, unknown_env
+from riverflow.transport.errors import TransportError
 
 if TYPE_CHECKING:
     from riverflow.local_kafka import LocalKafka
@@ -284,6 +285,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"riverflow: error: {exc}", file=sys.stderr)
         return 2
+    except TransportError as exc:
+        # Workers ride out broker trouble; a command that ends on it says so in a line.
+        print(f"riverflow: Kafka failed: {exc}", file=sys.stderr)
+        return 1
     except RiverflowError as exc:
         print(f"riverflow: {exc}", file=sys.stderr)
         return 1

@@ -1,10 +1,10 @@
 """Whether a process reaches Kafka: one definition for every worker and producer.
 
 *Connected* means that at least one of the clients a process watches holds an open connection
-to a broker (:func:`riverflow.clients.has_live_connection`); the watched clients are the ones
+to a broker (the transport's ``connected()``); the watched clients are the ones
 that talk to Kafka all the time (a worker's consumers, a producer that sends without pause), so
-"no connection" means the broker is away, not that a client is idle. kafka-python reconnects by
-itself, with a bounded backoff (:data:`riverflow.settings.RECONNECT_BACKOFF_MAX_MS`).
+"no connection" means the broker is away, not that a client is idle. Both clients reconnect by
+themselves, with a bounded backoff (:data:`riverflow.settings.RECONNECT_BACKOFF_MAX_MS`).
 
 A :class:`BrokerLink` samples its clients from a small thread, so its state stays current while
 the worker's own thread waits in a flush or a commit for the broker to come back. Each change of
@@ -17,11 +17,9 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Protocol
 
 from prometheus_client import Gauge
-
-from riverflow.clients import has_live_connection
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +30,12 @@ SAMPLE_S = 0.5
 DOWN_AFTER_S = 2.0
 
 Probe = Callable[[], bool]
+
+
+class Watched(Protocol):
+    """A transport consumer or producer."""
+
+    def connected(self) -> bool: ...
 
 
 class BrokerLink:
@@ -59,15 +63,15 @@ class BrokerLink:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def watch(self, client: Any) -> None:
-        """Count ``client``'s connections from now on (a KafkaConsumer or KafkaProducer)."""
-        self.watch_probe(id(client), lambda: has_live_connection(client))
+    def watch(self, client: Watched) -> None:
+        """Count ``client``'s connections from now on."""
+        self.watch_probe(id(client), client.connected)
 
     def watch_probe(self, key: int, probe: Probe) -> None:
         with self._lock:
             self._probes[key] = probe
 
-    def forget(self, client: Any) -> None:
+    def forget(self, client: Watched) -> None:
         """Stop counting ``client`` (before it is closed)."""
         with self._lock:
             self._probes.pop(id(client), None)

@@ -59,3 +59,12 @@ def internal(exc: BaseException, stage: str) -> InvalidEvent:
     """A refusal for what nothing expected a record to raise: reason ``internal``, so the
     record goes to dead letters and the worker goes on."""
     return InvalidEvent("internal", f"unexpected {describe(exc)}", stage)
+
+
+def duplicate_instance(instance_id: str | None, group_id: str) -> ConfigError:
+    """The broker fenced this member: another process joined ``group_id`` with its instance id.
+    Carrying on would process (and, at-least-once, repeat) its partitions' records twice."""
+    return ConfigError(
+        f"another process joined group {group_id} as instance {instance_id!r}: "
+        "give each worker its own --instance-id (RIVERFLOW_INSTANCE_ID)"
+    )

@@ -31,6 +31,13 @@ def add_kafka_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="HOST:PORT[,...]",
         help="Kafka bootstrap servers (env RIVERFLOW_BOOTSTRAP_SERVERS, default 127.0.0.1:9092)",
     )
+    parser.add_argument(
+        "--kafka-client",
+        dest="kafka_client",
+        choices=["kafka-python", "confluent"],
+        help="Kafka client library (env RIVERFLOW_KAFKA_CLIENT, default kafka-python; "
+        'confluent: librdkafka, from pip install "riverflow[fast]")',
+    )
 
 
 def add_worker_arguments(parser: argparse.ArgumentParser, kind: str, metrics_port: int) -> None:

@@ -194,12 +194,16 @@ class Up:
             if self.args.bootstrap_servers:
                 env["RIVERFLOW_BOOTSTRAP_SERVERS"] = self.args.bootstrap_servers
             print(resuming(env["RIVERFLOW_BOOTSTRAP_SERVERS"]), flush=True)
+        if self.args.kafka_client:  # the children use the client asked for
+            env["RIVERFLOW_KAFKA_CLIENT"] = self.args.kafka_client
         key_file = state_dir() / "signing.key"
         self.env = with_signing_key(env, key_file)
         if self.env is not env:
             print(f"model snapshots are signed with the key in {key_file}", flush=True)
         settings = load_settings(
-            bootstrap_servers=env["RIVERFLOW_BOOTSTRAP_SERVERS"], model=self.args.model
+            bootstrap_servers=env["RIVERFLOW_BOOTSTRAP_SERVERS"],
+            model=self.args.model,
+            kafka_client=self.args.kafka_client,
         )
         self.model = settings.model
         for line in create_topics(settings):

@@ -483,6 +483,9 @@ class FakeProducer:
             self.kafka.log(tp).append(_Entry(None))
         self.written = []
 
+    def partitions_for(self, topic: str, timeout_s: float) -> set[int]:
+        return set(range(len(self.kafka.logs.get(topic, []))))
+
     def connected(self) -> bool:
         return not self.kafka.down
 

@@ -97,6 +97,7 @@ def check_produce_and_consume(env: Env) -> None:
     assert producer.flush(env.timeout_s) == 0
     assert delivered == [None] * 60
     assert producer.connected()
+    assert producer.partitions_for(topic, env.timeout_s) == set(range(3))
     producer.close(env.timeout_s)
 
     consumer = env.clients.consumer()

@@ -214,6 +214,11 @@ class Producer(Protocol):
         """Abort, waiting at most ``timeout_s``: nothing of the transaction becomes visible to
         read_committed readers; records still queued fail with a TransportError."""
 
+    def partitions_for(self, topic: str, timeout_s: float) -> set[int]:
+        """The topic's partition ids (empty: no such topic), fetched now if the producer does
+        not know them: a later send to the topic then never waits for the broker's metadata,
+        even while the broker is away."""
+
     def connected(self) -> bool:
         """As :meth:`Consumer.connected`; may serve delivery callbacks on the calling thread."""
 

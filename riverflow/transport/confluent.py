@@ -353,6 +353,7 @@ class ConfluentConsumer:
         self._max_records = settings.max_poll_records
         self._metadata_timeout_s = settings.bootstrap_timeout_s
         self._joins = group_id is not None
+        self._reset_earliest = settings.auto_offset_reset == "earliest"
         self._listener: RebalanceListener | None = None
         self._assigned: set[TopicPartition] = set()  # an assign-only reader's partitions
         # Offsets sought that librdkafka's position() does not show until records arrive.
@@ -475,7 +476,25 @@ class ConfluentConsumer:
             return sought
         with _mapped():
             (found,) = self._c.position([_ck(partition)])
-        return int(found.offset) if found.offset >= 0 else None
+        if found.offset >= 0:
+            return int(found.offset)
+        return self._start(partition, timeout_s)
+
+    def _start(self, partition: TopicPartition, timeout_s: float) -> int | None:
+        """librdkafka has no position before it returns a record of the partition (an empty
+        one may never have any): the committed offset, else the reset policy's, as
+        kafka-python's position gives; remembered until records arrive."""
+        try:
+            committed = self.committed([partition], timeout_s)[partition]
+            if committed is None:
+                low, high = self._c.get_watermark_offsets(_ck(partition), timeout=timeout_s)
+                committed = low if self._reset_earliest else high
+        except (KafkaException, TransportError):
+            return None  # not known yet: asked again next time
+        if committed is None or committed < 0:
+            return None
+        self._sought[partition] = committed
+        return int(committed)
 
     def committed(
         self, partitions: Collection[TopicPartition], timeout_s: float = 10.0
@@ -662,6 +681,15 @@ class ConfluentProducer:
         with self._transactional():
             self._p.abort_transaction(timeout_s)
         self._p.poll(0)  # the purged records' reports
+
+    def partitions_for(self, topic: str, timeout_s: float) -> set[int]:
+        """librdkafka queues a record whose topic it does not know yet: this only looks."""
+        with _mapped():
+            metadata = self._p.list_topics(topic, timeout=timeout_s)
+        found = metadata.topics.get(topic)
+        if found is None or (found.error is not None and found.error.code() in _TOPIC_MISSING):
+            return set()
+        return set(found.partitions)
 
     def connected(self) -> bool:
         self._p.poll(0)  # statistics are served by poll like delivery reports

@@ -533,6 +533,14 @@ class KafkaPythonProducer:
                 f"the transaction's {what} was not confirmed within {timeout_s:g}s"
             )
 
+    def partitions_for(self, topic: str, timeout_s: float) -> set[int]:
+        try:
+            return set(self._p.partitions_for(topic))
+        except ke.KafkaTimeoutError:  # kafka-python's answer for a topic that does not exist
+            return set()
+        except ke.KafkaError as exc:
+            raise _error(exc) from exc
+
     def connected(self) -> bool:
         return _has_live_connection(self._p._metadata)
 

@@ -14,10 +14,10 @@ from typing import Any
 
 from river import linear_model
 
-from riverflow.clients import admin, producer
 from riverflow.schemas import now_ms
 from riverflow.scrape import Page
 from riverflow.settings import Settings
+from riverflow.transport import clients_for, topic_partitions
 from tests.integration.kit import read_topic
 from tests.integration.kit import value as value  # re-exported for the inference tests
 
@@ -35,7 +35,7 @@ def reading(i: int, **overrides: Any) -> dict[str, Any]:
 
 def produce(settings: Settings, values: Iterable[dict[str, Any] | bytes]) -> int:
     """Send readings (dicts are JSON-encoded, bytes sent as they are); returns how many."""
-    p = producer(settings)
+    p = clients_for(settings).producer()
     n = 0
     for item in values:
         if isinstance(item, dict):
@@ -43,19 +43,19 @@ def produce(settings: Settings, values: Iterable[dict[str, Any] | bytes]) -> int
             raw = json.dumps(item).encode()
         else:
             key, raw = b"raw", item
-        p.send(settings.readings_topic, key=key, value=raw)
+        p.send(settings.readings_topic, key, raw)
         n += 1
-    p.flush()
-    p.close()
+    assert p.flush(60) == 0, "readings not delivered"
+    p.close(10)
     return n
 
 
 def send_model(settings: Settings, model: str, value: bytes | None) -> None:
     """Write ``value`` (any bytes, or a tombstone) under ``model`` on the models topic."""
-    p = producer(settings)
-    p.send(settings.models_topic, key=model.encode(), value=value)
-    p.flush()
-    p.close()
+    p = clients_for(settings).producer()
+    p.send(settings.models_topic, model.encode(), value)
+    assert p.flush(60) == 0, "model not delivered"
+    p.close(10)
 
 
 def read_all(settings: Settings, topic: str, *, committed_only: bool = True) -> list[Any]:
@@ -68,12 +68,12 @@ def event_ids(records: list[Any]) -> Counter[str]:
 
 
 def committed_total(settings: Settings, group: str) -> int:
-    client = admin(settings)
+    client = clients_for(settings).consumer(group)  # never subscribes: reads offsets only
     try:
-        offsets = client.list_group_offsets(group)[group]
+        offsets = client.committed(topic_partitions(client, settings.readings_topic))
     finally:
-        client.close()
-    return sum(o.offset for tp, o in offsets.items() if tp.topic == settings.readings_topic)
+        client.close(10)
+    return sum(o or 0 for o in offsets.values())
 
 
 def scrape(port: int) -> Page:

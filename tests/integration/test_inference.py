@@ -11,11 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kafka import KafkaConsumer
-from kafka.errors import CommitFailedError
 
 from riverflow.schemas import now_ms
-from riverflow.settings import kafka_kwargs
+from riverflow.transport import clients_for
+from riverflow.transport.errors import CommitFailed
 from tests.integration.inference_support import (
     committed_total,
     event_ids,
@@ -239,27 +238,22 @@ def test_revocation_commits_finished_work_before_the_handover(stack: Any) -> Non
     g = group()
     s = stack(partitions=2, group_id=g, metrics_port=0)
     produce(s.settings, [reading(i) for i in range(100)])
-    worker = InferenceWorker(s.settings)
+    clients = clients_for(s.settings)
+    worker = InferenceWorker(s.settings, clients)
     worker.start()
     commit = worker.consumer.commit
 
     def refuse(*args: Any, **kwargs: Any) -> None:
-        raise CommitFailedError("injected: the group is rebalancing")
+        raise CommitFailed("injected: the group is rebalancing")
 
-    worker.consumer.commit = refuse  # batches finish, their offsets stay pending
-    newcomer = KafkaConsumer(
-        s.settings.readings_topic,
-        **kafka_kwargs(s.settings),
-        group_id=g,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-    )
+    worker.consumer.commit = refuse  # type: ignore[method-assign]  # offsets stay pending
+    newcomer = clients.consumer(g)
     stolen: list[Any] = []
     try:
         registry = worker.metrics.registry
         wait_until(
             lambda: (
-                worker.step(500) == 0
+                worker.step(0.5) == 0
                 and registry.get_sample_value("riverflow_predictions_total") == 100
             )
         )
@@ -268,17 +262,18 @@ def test_revocation_commits_finished_work_before_the_handover(stack: Any) -> Non
         # A second member joins: the worker's next polls revoke its partitions, and the
         # listener commits the pending offsets before anyone else may read them.
         def join_and_read() -> None:
+            newcomer.subscribe([s.settings.readings_topic])
             for _ in range(20):
-                stolen.extend(newcomer.poll(500).values())
+                stolen.extend(newcomer.poll_batch(0.5).values())
 
         joined = threading.Thread(target=join_and_read)
         joined.start()
         while joined.is_alive():
-            worker.step(100)
+            worker.step(0.1)
         assert committed_total(s.settings, g) == 100
         assert newcomer.assignment(), "the newcomer took partitions"
         assert not any(stolen), "the newcomer re-read nothing"
     finally:
-        worker.consumer.commit = commit
-        newcomer.close()
+        worker.consumer.commit = commit  # type: ignore[method-assign]
+        newcomer.close(10)
         worker.close()

@@ -7,9 +7,10 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from kafka.errors import KafkaError
 
 from consumers.inference import InferenceWorker
+from riverflow.transport import clients_for
+from riverflow.transport.errors import TransportError
 from tests.integration.inference_support import (
     committed_total,
     event_ids,
@@ -30,25 +31,25 @@ def test_read_committed_never_sees_an_aborted_batch(stack: Any) -> None:
     good = [reading(i) for i in range(300)]
     produce(s.settings, [*good[:50], b"not json", *good[50:]])
 
-    worker = InferenceWorker(s.settings)
+    worker = InferenceWorker(s.settings, clients_for(s.settings))
     worker.start()
     producer = worker.delivery.producer
     commit_transaction = producer.commit_transaction
     failed_batches: list[int] = []
 
-    def crash_before_commit() -> None:
+    def crash_before_commit(timeout_s: float) -> None:
         # The batch's predictions, dead letter and offsets are in the log, inside the open
         # transaction; the worker "dies" before committing it.
-        producer.flush()
+        producer.flush(timeout_s)
         failed_batches.append(1)
-        raise KafkaError("injected fault: commit_transaction failed")
+        raise TransportError("injected fault: commit_transaction failed")
 
-    producer.commit_transaction = crash_before_commit
+    producer.commit_transaction = crash_before_commit  # type: ignore[method-assign]
     try:
-        wait_until(lambda: worker.step(500) and failed_batches, what="a batch to fail")
-        producer.commit_transaction = commit_transaction
+        wait_until(lambda: worker.step(0.5) and failed_batches, what="a batch to fail")
+        producer.commit_transaction = commit_transaction  # type: ignore[method-assign]
         wait_until(
-            lambda: worker.step(500) == 0 and committed_total(s.settings, g) == len(good) + 1,
+            lambda: worker.step(0.5) == 0 and committed_total(s.settings, g) == len(good) + 1,
             what="every reading committed",
         )
     finally:

@@ -15,11 +15,13 @@ from prometheus_client import CollectorRegistry, Gauge
 import consumers.learner as learner_module
 from online_model.presets import resolve
 from riverflow import cli
-from riverflow.clients import has_live_connection
 from riverflow.connectivity import DOWN_AFTER_S, BrokerLink
 from riverflow.lifecycle import Stopper
 from riverflow.metrics import LearnerMetrics
 from riverflow.settings import load_settings
+from riverflow.transport import clients_for
+from riverflow.transport.errors import Timeout
+from riverflow.transport.kafka_python import KafkaPythonConsumer, KafkaPythonProducer
 
 
 class Clock:
@@ -86,14 +88,15 @@ def test_the_connection_state_of_real_clients_reads_without_a_broker() -> None:
     # kafka-python keeps connections in private attributes: this fails if a release moves them.
     # api_version given: the clients do not bootstrap, so no broker is needed.
     kw: dict[str, Any] = {"bootstrap_servers": "127.0.0.1:1", "api_version": (4, 0)}
-    consumer = KafkaConsumer(**kw)
-    producer = KafkaProducer(**kw)
+    settings = load_settings()
+    consumer = KafkaPythonConsumer(KafkaConsumer(**kw), settings)
+    producer = KafkaPythonProducer(KafkaProducer(**kw))
     try:
-        assert has_live_connection(consumer) is False
-        assert has_live_connection(producer) is False
+        assert consumer.connected() is False
+        assert producer.connected() is False
     finally:
-        consumer.close()
-        producer.close(timeout=0)
+        consumer.close(1)
+        producer.close(0)
 
 
 def record(name: str, exc: BaseException | None = None) -> logging.LogRecord:
@@ -122,22 +125,27 @@ def test_a_kafka_error_that_ends_a_command_is_one_line(
     assert err == "riverflow: Kafka failed: KafkaTimeoutError: Timeout after waiting for 10 secs.\n"
 
 
+class Inputs:
+    def connected(self) -> bool:
+        return True
+
+
 class FakeSession:
     """Session.start() fails while the broker is away, then works."""
 
     away = 2
 
     def __init__(self, *args: Any) -> None:
-        self.inputs = object()
+        self.inputs = Inputs()
 
     def start(self) -> None:
         if FakeSession.away:
             FakeSession.away -= 1
-            raise KafkaTimeoutError("models not read to its end in 10s")
+            raise Timeout("models not read to its end in 10s")
 
 
 class FakeGroup:
-    def pause(self, *partitions: Any) -> None:
+    def pause(self, partitions: Any) -> None:
         pass
 
 
@@ -147,9 +155,11 @@ def test_a_learner_that_cannot_become_active_retries_and_says_so_once(
     caplog.set_level(logging.DEBUG, logger="consumers.learner")
     monkeypatch.setattr(learner_module, "Session", FakeSession)
     settings = load_settings(model="logreg", model_signing_key="k" * 32)
-    learner = learner_module.Learner(settings, resolve("logreg"), LearnerMetrics(), Stopper())
+    learner = learner_module.Learner(
+        settings, clients_for(settings), resolve("logreg"), LearnerMetrics(), Stopper()
+    )
     learner.group = FakeGroup()  # type: ignore[assignment]
-    learner.dead_letters = object()
+    learner.dead_letters = object()  # type: ignore[assignment]
     for _ in range(2):
         learner._activate()
         assert learner.session is None and learner._activate_at > 0
@@ -158,5 +168,5 @@ def test_a_learner_that_cannot_become_active_retries_and_says_so_once(
     assert learner.session is not None
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1  # for the run of failed attempts, not one per attempt
-    assert warnings[0].startswith("cannot become active yet (KafkaTimeoutError: models not read")
+    assert warnings[0].startswith("cannot become active yet (models not read")
     assert "active learner for logreg" in caplog.text

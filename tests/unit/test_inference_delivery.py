@@ -1,167 +1,237 @@
-"""Delivery strategies' contract, with fake clients: what is committed, and when a batch fails."""
+"""Delivery strategies' contract over the in-memory Kafka (tests/fakes.py): what is committed,
+and when a batch fails."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
-from kafka import OffsetAndMetadata, TopicPartition
-from kafka.errors import KafkaTimeoutError, MessageSizeTooLargeError
 
 from consumers.delivery import AtLeastOnce, BatchFailed, RecordRefused, Transactional
-from tests.unit.kafka_fakes import FakeConsumer, FakeProducer, Record
+from riverflow.transport import Producer, TopicPartition
+from riverflow.transport.errors import BrokerUnavailable, CommitFailed, RecordTooLarge
+from tests.fakes import FakeClients, FakeConsumer, FakeKafka
+from tests.unit.kafka_fakes import Record
 
 TP0, TP1 = TopicPartition("r", 0), TopicPartition("r", 1)
 SOURCE = Record("r", 0, 5, b"{}")
+GROUP = "g"
 
 
-def offsets(**by_partition: int) -> dict[TopicPartition, OffsetAndMetadata]:
-    return {
-        TopicPartition("r", int(p[1:])): OffsetAndMetadata(o, "", -1)
-        for p, o in by_partition.items()
-    }
+def cluster(output_limit: int | None = None) -> tuple[FakeKafka, FakeClients]:
+    """Readings on two partitions, outputs on one (``output_limit``: its max.message.bytes)."""
+    kafka = FakeKafka()
+    clients = kafka.clients()
+    admin = clients.admin()
+    admin.create_topic("r", 2)
+    limit = {} if output_limit is None else {"max.message.bytes": str(output_limit)}
+    admin.create_topic("p", 1, limit)
+    return kafka, clients
+
+
+def transactional(clients: FakeClients, **options: Any) -> Callable[[], Producer]:
+    def make() -> Producer:
+        producer = clients.producer(transactional_id="t", **options)
+        producer.init_transactions(1)
+        return producer
+
+    return make
+
+
+def values(kafka: FakeKafka, committed_only: bool = True) -> list[bytes | None]:
+    reader = kafka.clients().consumer(committed_only=committed_only)
+    reader.assign([TopicPartition("p", 0)])
+    return [r.value for rs in reader.poll_batch(0).values() for r in rs]
+
+
+def committed(kafka: FakeKafka) -> dict[TopicPartition, int]:
+    return kafka.offsets.get(GROUP, {})
 
 
 def test_at_least_once_flushes_then_commits() -> None:
-    prod, cons = FakeProducer(), FakeConsumer()
-    d = AtLeastOnce(lambda: prod, cons)
+    kafka, clients = cluster()
+    d = AtLeastOnce(clients.producer, clients.consumer(GROUP))
     d.begin()
     d.send("p", b"k", b"v", SOURCE)
-    produced_ms = d.commit(offsets(p0=10, p1=4))
-    assert prod.calls == ["flush"] and cons.committed == {TP0: 10, TP1: 4}
+    assert values(kafka) == []  # queued in the producer until the commit flushes it
+    produced_ms = d.commit({TP0: 10, TP1: 4})
+    assert values(kafka) == [b"v"] and committed(kafka) == {TP0: 10, TP1: 4}
     assert produced_ms > 0
 
 
 def test_at_least_once_never_commits_a_batch_with_an_undelivered_send() -> None:
-    prod, cons = FakeProducer(fail_sends=True), FakeConsumer()
-    d = AtLeastOnce(lambda: prod, cons)
+    kafka, clients = cluster(output_limit=100)
+    d = AtLeastOnce(clients.producer, clients.consumer(GROUP))
     d.begin()
-    d.send("p", b"k", b"v", SOURCE)
+    d.send("p", b"k", b"x" * 200, SOURCE)
     with pytest.raises(BatchFailed, match="not delivered"):
-        d.commit(offsets(p0=10))
-    assert cons.committed == {}
+        d.commit({TP0: 10})
+    assert committed(kafka) == {}
+
+
+def refusing(consumer: FakeConsumer, times: int) -> FakeConsumer:
+    """``consumer`` whose next ``times`` commits fail as in a rebalance."""
+    commit = consumer.commit
+    left = [times]
+
+    def refuse(offsets: Any, asynchronous: bool = False) -> None:
+        if left[0]:
+            left[0] -= 1
+            raise CommitFailed("rebalance in progress", "REBALANCE_IN_PROGRESS")
+        commit(offsets, asynchronous)
+
+    consumer.commit = refuse  # type: ignore[method-assign]
+    return consumer
 
 
 def test_a_failed_commit_stays_pending_until_the_next_batch_or_revocation() -> None:
-    prod, cons = FakeProducer(), FakeConsumer(fail_commits=1)
-    d = AtLeastOnce(lambda: prod, cons)
+    kafka, clients = cluster()
+    d = AtLeastOnce(clients.producer, refusing(clients.consumer(GROUP), 1))
     d.begin()
-    d.commit(offsets(p0=10, p1=4))
-    assert cons.committed == {}
-    assert d.take_pending([TP1]) == offsets(p1=4)  # the listener commits what it gives away
+    d.commit({TP0: 10, TP1: 4})
+    assert committed(kafka) == {}
+    assert d.take_pending([TP1]) == {TP1: 4}  # the listener commits what it gives away
     d.begin()
-    d.commit(offsets(p0=20))
-    assert cons.committed == {TP0: 20}
+    d.commit({TP0: 20})
+    assert committed(kafka) == {TP0: 20}
     assert d.take_pending([TP0, TP1]) == {}
 
 
-def test_at_least_once_close_commits_what_is_pending() -> None:
-    prod, cons = FakeProducer(), FakeConsumer(fail_commits=1)
-    d = AtLeastOnce(lambda: prod, cons)
+def test_at_least_once_close_commits_what_is_pending_and_closes_the_producer() -> None:
+    kafka, clients = cluster()
+    d = AtLeastOnce(clients.producer, refusing(clients.consumer(GROUP), 1))
     d.begin()
-    d.commit(offsets(p0=7))
+    d.commit({TP0: 7})
     d.close(1.0)
-    assert cons.committed == {TP0: 7} and prod.calls[-1] == "close"
+    assert committed(kafka) == {TP0: 7} and getattr(d.producer, "closed", False)
 
 
 def test_transactional_commits_offsets_inside_the_transaction() -> None:
-    prod, cons = FakeProducer(), FakeConsumer()
-    d = Transactional(lambda: prod, cons)
+    kafka, clients = cluster()
+    consumer = refusing(clients.consumer(GROUP), 100)  # never through the consumer
+    d = Transactional(transactional(clients), consumer)
     d.begin()
     d.send("p", b"k", b"v", SOURCE)
-    d.commit(offsets(p1=3, p0=9))
-    assert prod.calls == ["begin", "flush", "offsets [(0, 9), (1, 3)]", "commit"]
-    assert cons.committed == {}  # never through the consumer
+    assert values(kafka, committed_only=False) == []  # still queued
+    d.commit({TP1: 3, TP0: 9})
+    assert values(kafka) == [b"v"]
+    assert committed(kafka) == {TP0: 9, TP1: 3}
     assert d.take_pending([TP0]) == {}
 
 
 def test_a_flush_waits_for_a_broker_that_is_away_until_a_stop_gives_the_batch_up() -> None:
-    prod, cons = FakeProducer(flush_timeouts=3), FakeConsumer()
-    d = AtLeastOnce(lambda: prod, cons)
+    kafka, clients = cluster()
+    asked = [0]
+
+    def comes_back() -> bool:  # asked once per flush slice without the broker
+        asked[0] += 1
+        if asked[0] == 3:
+            kafka.down = False
+        return False
+
+    d = AtLeastOnce(clients.producer, clients.consumer(GROUP), stop_requested=comes_back)
     d.begin()
-    d.commit(offsets(p0=5))  # three slices without the broker, then it is back
-    assert prod.calls == ["flush"] and cons.committed == {TP0: 5}
-    prod.flush_timeouts = 3
-    stopped = AtLeastOnce(lambda: prod, cons, stop_requested=lambda: True)
+    d.send("p", b"k", b"v", SOURCE)
+    kafka.down = True
+    d.commit({TP0: 5})
+    assert asked[0] == 3 and committed(kafka) == {TP0: 5} and values(kafka) == [b"v"]
+
+    stopped = AtLeastOnce(clients.producer, clients.consumer(GROUP), stop_requested=lambda: True)
     stopped.begin()
+    stopped.send("p", b"k", b"w", SOURCE)
+    kafka.down = True
     with pytest.raises(BatchFailed, match="stopping"):
-        stopped.commit(offsets(p0=9))
-    assert cons.committed == {TP0: 5}
+        stopped.commit({TP0: 9})
+    assert committed(kafka) == {TP0: 5}
 
 
 def test_a_failed_transaction_goes_with_its_producer_and_the_next_batch_reconnects() -> None:
-    first, cons = FakeProducer(fail_commit=True), FakeConsumer()
-    away = [KafkaTimeoutError("no broker"), KafkaTimeoutError("no broker")]
-    made: list[FakeProducer] = []
+    kafka, clients = cluster(output_limit=100)
+    make = transactional(clients)
+    away = [BrokerUnavailable("no broker"), BrokerUnavailable("no broker")]
+    made: list[Producer] = []
 
-    def connect() -> FakeProducer:
-        if not made:
-            made.append(first)
-        elif away:
+    def connect() -> Producer:
+        if made and away:
             raise away.pop()
-        else:
-            made.append(FakeProducer())
+        made.append(make())
         return made[-1]
 
-    d = Transactional(connect, cons)
+    d = Transactional(connect, clients.consumer(GROUP))
     d.begin()
-    with pytest.raises(BatchFailed, match="fenced"):
-        d.commit(offsets(p0=1))
-    d.abort()
+    d.send("p", b"k", b"x" * 200, SOURCE)  # the topic refuses it: the transaction fails
+    with pytest.raises(BatchFailed):
+        d.commit({TP0: 1})
+    assert d.abort() == [SOURCE]
     d.abort()  # idempotent: nothing open any more
-    # Never abort_transaction(): it can fail, or wait for a broker that is away.
-    assert first.calls == ["begin", "flush", "offsets [(0, 1)]", "close"]
+    assert getattr(made[0], "closed", False)
     for _ in away[:]:  # the broker is away: each batch fails before it starts
         with pytest.raises(BatchFailed, match="no producer yet"):
             d.begin()
     d.begin()
-    d.commit(offsets(p0=1))
-    assert len(made) == 2 and made[1].calls == ["begin", "flush", "offsets [(0, 1)]", "commit"]
+    d.send("p", b"k", b"v", SOURCE)
+    d.commit({TP0: 1})
+    assert len(made) == 2 and values(kafka) == [b"v"] and committed(kafka) == {TP0: 1}
+    assert values(kafka, committed_only=False) == [b"v"]  # the refused output never got in
 
 
-@pytest.mark.parametrize("strategy", [AtLeastOnce, Transactional])
-def test_a_send_the_client_refuses_for_its_size_names_its_record(strategy: type) -> None:
-    prod = FakeProducer(client_limit=100)
-    d = strategy(lambda: prod, FakeConsumer())
+@pytest.mark.parametrize("strategy", ["at-least-once", "exactly-once"])
+def test_a_send_the_client_refuses_for_its_size_names_its_record(strategy: str) -> None:
+    _, clients = cluster()
+    options = {"max_request_bytes": 100}
+    if strategy == "exactly-once":
+        d: Any = Transactional(transactional(clients, **options), clients.consumer(GROUP))
+    else:
+        d = AtLeastOnce(lambda: clients.producer(**options), clients.consumer(GROUP))
+    first = d.producer
     d.begin()
     d.send("p", b"k", b"v", Record("r", 0, 1, b"{}"))
     with pytest.raises(RecordRefused) as info:
         d.send("p", b"k", b"x" * 101, SOURCE)
-    assert info.value.record is SOURCE and isinstance(info.value.error, MessageSizeTooLargeError)
+    assert info.value.record is SOURCE and isinstance(info.value.error, RecordTooLarge)
     assert d.abort() == []  # the client refused before sending: the producer is unharmed
-    assert d.producer is prod
+    assert d.producer is first
 
 
-@pytest.mark.parametrize("strategy", [AtLeastOnce, Transactional])
+@pytest.mark.parametrize("strategy", ["at-least-once", "exactly-once"])
 def test_outputs_the_broker_refuses_are_suspects_and_the_producer_is_replaced(
-    strategy: type,
+    strategy: str,
 ) -> None:
-    made = [FakeProducer(broker_limit=100), FakeProducer(broker_limit=100)]
-    producers = iter(made)
-    d = strategy(lambda: next(producers), FakeConsumer())
-    good, big, after = (Record("r", 0, i, b"{}") for i in range(3))
+    kafka, clients = cluster(output_limit=100)
+    made: list[Producer] = []
+    make = transactional(clients) if strategy == "exactly-once" else clients.producer
+
+    def tracked() -> Producer:
+        made.append(make())
+        return made[-1]
+
+    strategies = {"exactly-once": Transactional, "at-least-once": AtLeastOnce}
+    d: Any = strategies[strategy](tracked, clients.consumer(GROUP))
+    good, big = Record("r", 0, 0, b"{}"), Record("r", 0, 1, b"{}")
     d.begin()
     d.send("p", b"k", b"v", good)
-    d.send("p", b"k", b"x" * 101, big)
-    d.send("p", b"k", b"v", after)  # fails too, with the same error: a collateral
+    d.send("p", b"k", b"x" * 200, big)
     with pytest.raises(BatchFailed, match="not delivered"):
-        d.commit(offsets(p0=3))
-    assert d.abort() == [big, after]
-    assert "close" in made[0].calls
+        d.commit({TP0: 2})
+    assert d.abort() == [big]
+    assert getattr(made[0], "closed", False)
 
-    # Sent alone, the collateral goes through and the culprit is named.
+    # Sent alone, the good one goes through and the culprit is named.
     d.begin()  # with a new producer
     assert d.producer is made[1]
-    d.send("p", b"k", b"v", after, alone=True)
+    d.send("p", b"k", b"v", good, alone=True)
     with pytest.raises(RecordRefused) as info:
-        d.send("p", b"k", b"x" * 101, big, alone=True)
-    assert info.value.record is big
-    assert made[1].delivered("p") == [(b"k", b"v", {})]
+        d.send("p", b"k", b"x" * 200, big, alone=True)
+    assert info.value.record is big and isinstance(info.value.error, RecordTooLarge)
 
 
 def test_a_transaction_with_an_undelivered_output_is_not_committed() -> None:
-    prod = FakeProducer(fail_sends=True)
-    d = Transactional(lambda: prod, FakeConsumer())
+    kafka, clients = cluster(output_limit=100)
+    d = Transactional(transactional(clients), clients.consumer(GROUP))
     d.begin()
     d.send("p", b"k", b"v", SOURCE)
+    d.send("p", b"k", b"x" * 200, SOURCE)
     with pytest.raises(BatchFailed, match="not delivered"):
-        d.commit(offsets(p0=1))
-    assert "commit" not in prod.calls
+        d.commit({TP0: 1})
+    assert committed(kafka) == {} and values(kafka) == []

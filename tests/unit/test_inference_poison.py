@@ -4,20 +4,20 @@ whose output Kafka keeps refusing, is dead-lettered and the batch goes on."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from kafka import TopicPartition
 from river import linear_model
 
 import consumers.inference as inference
-from consumers.delivery import AtLeastOnce, Transactional
 from consumers.refusals import MAX_ATTEMPTS
 from riverflow.metrics import InferenceMetrics
 from riverflow.schemas import now_ms, reading_value
 from riverflow.settings import Settings
-from tests.unit.kafka_fakes import FakeConsumer, FakeProducer, Record
+from riverflow.transport import TopicPartition
+from tests.fakes import FakeClients, FakeKafka, FakeProducer
+from tests.unit.kafka_fakes import Record
 
 TP = TopicPartition("r", 0)
 
@@ -54,55 +54,67 @@ def exploding() -> Exploding:
     return Exploding()
 
 
-class NoFeed:
-    def __init__(self, settings: Settings, model_name: str) -> None:
-        pass
+class LimitedClients(FakeClients):
+    """Producers whose client refuses records over ``client_limit`` bytes itself."""
 
-    def poll(self) -> list[bytes]:
-        return []
+    def __init__(self, kafka: FakeKafka, client_limit: int | None) -> None:
+        super().__init__(kafka, 500)
+        self.client_limit = client_limit
+
+    def producer(self, **options: Any) -> FakeProducer:
+        if self.client_limit is not None:
+            options["max_request_bytes"] = self.client_limit
+        return super().producer(**options)
 
 
 class Worker(inference.InferenceWorker):
-    producers: list[FakeProducer]
+    kafka: FakeKafka
 
     def delivered(self, topic: str) -> list[tuple[bytes | None, bytes | None, dict[str, bytes]]]:
-        return [letter for p in self.producers for letter in p.delivered(topic)]
+        """(key, value, headers) of every record in ``topic`` that read_committed sees."""
+        return [
+            (e.message.key, e.message.value, dict(e.message.headers))  # type: ignore[arg-type]
+            for e in self.kafka.log(TopicPartition(topic, 0))
+            if e.message is not None and e.state == "committed"
+        ]
 
     def metric(self, name: str, **labels: str) -> float | None:
         return self.metrics.registry.get_sample_value(name, labels)
 
 
-@pytest.fixture(params=[AtLeastOnce, Transactional])
-def make_worker(
-    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
-) -> Callable[..., Worker]:
-    """Inference workers whose Kafka clients are the in-memory fakes, in both delivery modes;
-    each replacement producer is a new fake with the same limits."""
+@pytest.fixture(params=[False, True], ids=["at-least-once", "exactly-once"])
+def make_worker(request: pytest.FixtureRequest) -> Iterator[Callable[..., Worker]]:
+    """Started inference workers over the in-memory Kafka, in both delivery modes:
+    ``client_limit`` bounds what the producer's client takes, ``broker_limit`` what the
+    predictions topic takes."""
+    made: list[Worker] = []
 
-    def make(**limits: int) -> Worker:
-        producers: list[FakeProducer] = []
-
-        def new_producer() -> FakeProducer:
-            producers.append(FakeProducer(**limits))
-            return producers[-1]
-
-        consumer = FakeConsumer()
-        monkeypatch.setattr(inference, "consumer", lambda settings, group_id: consumer)
-        monkeypatch.setattr(
-            inference, "delivery_for", lambda s, c, g, **kw: request.param(new_producer, c)
-        )
-        monkeypatch.setattr(inference, "SnapshotFeed", NoFeed)
+    def make(client_limit: int | None = None, broker_limit: int | None = None) -> Worker:
+        kafka = FakeKafka()
+        clients = LimitedClients(kafka, client_limit)
+        admin = clients.admin()
+        limit = {} if broker_limit is None else {"max.message.bytes": str(broker_limit)}
+        for topic, configs in (("r", {}), ("p", limit), ("dl", {}), ("m", {})):
+            admin.create_topic(topic, 1, configs)
         settings = Settings(
             model=f"{__name__}:exploding",
+            readings_topic="r",
             predictions_topic="p",
             dead_letters_topic="dl",
+            models_topic="m",
             feature_drift_every=1,
+            exactly_once=request.param,
         )
-        worker = Worker(settings, metrics=InferenceMetrics())
-        worker.producers = producers
+        worker = Worker(settings, clients, metrics=InferenceMetrics())
+        worker.kafka = kafka
+        made.append(worker)
+        worker.start()
+        worker.step(0)  # joins the group: the readings partition is the worker's
         return worker
 
-    return make
+    yield make
+    for worker in made:
+        worker.close()
 
 
 def reading(i: int, kind: float) -> bytes:
@@ -137,8 +149,7 @@ def test_a_record_whose_model_call_raises_anything_is_dead_lettered_and_the_batc
         assert headers["riverflow-stage"] == b"predict"
         assert type(error).__name__.encode() in headers["riverflow-reason"]
         assert len(headers["riverflow-reason"]) <= 1000
-    if isinstance(worker.delivery, AtLeastOnce):
-        assert worker.consumer.committed == {TP: len(kinds)}
+    assert worker.kafka.offsets["riverflow-infer-" + worker.name] == {TP: len(kinds)}
     assert worker.metric("riverflow_invalid_events_total", reason="model_error") == len(RAISES)
     assert worker.metric("riverflow_dead_letters_total", stage="predict") == len(RAISES)
     assert worker.metric("riverflow_predictions_total") == 2
@@ -148,7 +159,7 @@ def test_a_record_whose_model_call_raises_anything_is_dead_lettered_and_the_batc
     "limits",
     [
         {"client_limit": 100_000},  # send() itself refuses: the record is known at once
-        {"broker_limit": 100_000},  # the broker refuses, and the producer fails what follows
+        {"broker_limit": 100_000},  # the topic refuses: which record it was is found out
     ],
     ids=["client", "broker"],
 )
@@ -170,7 +181,7 @@ def test_a_record_whose_output_kafka_keeps_refusing_is_dead_lettered_after_bound
     headers = dead[0][2]
     assert headers["riverflow-stage"] == b"produce"
     assert headers["riverflow-source"] == b"r/0/5"
-    assert b"MessageSizeTooLargeError" in headers["riverflow-reason"]
+    assert b"RecordTooLarge" in headers["riverflow-reason"]
     assert worker.metric("riverflow_dead_letters_total", stage="produce") == 1
     assert worker.metric("riverflow_invalid_events_total", reason="undeliverable") == 1
     assert not worker.refusals  # settled with the batch

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from kafka import OffsetAndMetadata, TopicPartition
 from kafka.errors import MessageSizeTooLargeError
 
 from consumers.refusals import MAX_ATTEMPTS, Refusals
+from riverflow.transport import TopicPartition
 from tests.unit.kafka_fakes import Record
 
 R5, R6, OTHER = Record("r", 0, 5, b""), Record("r", 0, 6, b""), Record("r", 1, 5, b"")
@@ -39,7 +39,7 @@ def test_a_committed_batch_settles_its_records_and_a_revoked_partition_forgets()
     refusals = Refusals()
     refusals.suspect([R5, R6, OTHER])
     refusals.refused(R6, MessageSizeTooLargeError())
-    refusals.settle({TopicPartition("r", 0): OffsetAndMetadata(6, "", -1)})
+    refusals.settle({TopicPartition("r", 0): 6})
     assert not refusals.alone(R5) and refusals.alone(R6) and refusals.alone(OTHER)
     refusals.forget([TopicPartition("r", 0), TopicPartition("r", 1)])
     assert not refusals
