@@ -208,9 +208,10 @@ def test_metrics_endpoint_serves_every_family(stack: Any, tmp_path: Path) -> Non
                 mm
                 if (value(mm := scrape(port), "riverflow_predictions") or 0) >= 4000
                 and value(mm, "riverflow_snapshot_rejected", reason="unsigned")
+                and value(mm, "riverflow_invalid_events", reason="not_json")
                 else None
             ),
-            what="predictions and a refused snapshot",
+            what="predictions, the dead letter and a refused snapshot",
         )
     finally:
         assert stop(proc) == 0
