@@ -42,21 +42,22 @@ COMMANDS: dict[str, tuple[str, str]] = {
 def _kafka(args: argparse.Namespace) -> int:
     from riverflow.local_kafka import LocalKafka
 
-    given = LocalKafka(args.port, Path(args.data_dir)) if args.data_dir else None
+    port = settings_from(args).kafka_port
+    given = LocalKafka(port, Path(args.data_dir)) if args.data_dir else None
     # Without --data-dir, stop and status act on the broker riverflow last started on the port.
-    recorded = LocalKafka.on_port(args.port)
+    recorded = LocalKafka.on_port(port)
     if args.action == "start":
-        return _kafka_start(given or LocalKafka(args.port), recorded, args.fresh)
+        return _kafka_start(given or LocalKafka(port), recorded, args.fresh)
     broker = given or recorded
     pid = broker.pid()
     if args.action == "stop":
         if broker.stop():
-            print(f"Kafka on port {args.port} stopped (pid {pid}); its data stays in {broker.home}")
+            print(f"Kafka on port {port} stopped (pid {pid}); its data stays in {broker.home}")
         elif broker.answers():
             print(_not_ours(broker), file=sys.stderr)
             return 1
         else:
-            print(f"no Kafka runs on port {args.port}")
+            print(f"no Kafka runs on port {port}")
         return 0
     answers = broker.answers()
     if pid is not None:
@@ -158,9 +159,9 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     kafka.add_argument("action", choices=["start", "stop", "status"])
     kafka.add_argument(
         "--port",
+        dest="kafka_port",
         type=int,
-        default=9092,
-        help="client port (default 9092; the controller uses PORT+1)",
+        help="client port (env RIVERFLOW_KAFKA_PORT, default 9092; the controller uses PORT+1)",
     )
     kafka.add_argument(
         "--data-dir",

@@ -9,7 +9,7 @@ import socket
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from riverflow.config_file import CONFIG_ENV, ConfigFileSource, config_path, read_config
@@ -26,7 +26,10 @@ class Settings(BaseSettings):
     # Kafka connection; security options map to each client's own names (riverflow.transport).
     # kafka-python (pure Python) or confluent (librdkafka: pip install "riverflow[fast]").
     kafka_client: Literal["kafka-python", "confluent"] = "kafka-python"
-    bootstrap_servers: str = "127.0.0.1:9092"
+    bootstrap_servers: str = "127.0.0.1:9092"  # unset: 127.0.0.1:<kafka_port>
+    # Client port of the local broker that `riverflow kafka` and `up` start (the controller
+    # takes the next one); without bootstrap servers, clients look for that broker.
+    kafka_port: int = Field(9092, ge=1, le=65534)
     client_id: str = "riverflow"
     # How long a client waits for a first broker answer before giving up with a clear error.
     bootstrap_timeout_s: float = Field(15.0, gt=0)
@@ -119,6 +122,15 @@ class Settings(BaseSettings):
         path = config_path()
         file = () if path is None else (ConfigFileSource(settings_cls, path),)
         return (init_settings, env_settings, dotenv_settings, *file, file_secret_settings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _local_broker(cls, data: Any) -> Any:
+        # No bootstrap servers given but a local broker's port: clients look for that broker.
+        given = isinstance(data, dict) and data.get("bootstrap_servers") is not None
+        if isinstance(data, dict) and not given and data.get("kafka_port") is not None:
+            return {**data, "bootstrap_servers": f"127.0.0.1:{data['kafka_port']}"}
+        return data
 
     @field_validator("instance_id")
     @classmethod

@@ -73,9 +73,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prometheus-port", type=int, default=9090)
     parser.add_argument(
         "--kafka-port",
+        dest="kafka_port",
         type=int,
-        default=9092,
-        help="port of the local broker started when none is configured",
+        help="port of the local broker started when none is configured (env "
+        "RIVERFLOW_KAFKA_PORT, default 9092)",
     )
     parser.add_argument(
         "--resume",
@@ -238,7 +239,8 @@ class Up:
 
     def start_broker(self) -> str:
         """Start up's own broker, from clean state unless --resume; its bootstrap."""
-        broker = LocalKafka(self.args.kafka_port, up_data_dir(self.args.kafka_port))
+        port = load_settings(kafka_port=self.args.kafka_port).kafka_port
+        broker = LocalKafka(port, up_data_dir(port))
         if broker.answers():  # a broker this run did not start: use it, never clear it
             print(resuming(broker.bootstrap), flush=True)
             return broker.bootstrap

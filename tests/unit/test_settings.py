@@ -174,3 +174,13 @@ def test_session_timeout_stays_within_the_brokers_bounds() -> None:
     for bad in (5, 3600):
         with pytest.raises(ConfigError, match="session_timeout_s"):
             load_settings(session_timeout_s=bad)
+
+
+def test_bootstrap_servers_follow_the_local_broker_port_unless_given(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("RIVERFLOW_KAFKA_PORT", "20010")
+    assert load_settings().bootstrap_servers == "127.0.0.1:20010"
+    assert load_settings(kafka_port=5).bootstrap_servers == "127.0.0.1:5"
+    monkeypatch.setenv("RIVERFLOW_BOOTSTRAP_SERVERS", "kafka:9092")
+    assert load_settings().bootstrap_servers == "kafka:9092"
