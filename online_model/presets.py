@@ -10,6 +10,8 @@
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -83,6 +85,10 @@ def resolve(name: str) -> ModelSpec:
             f"unknown model {name!r}: use a preset ({', '.join(PRESETS)}) or module:factory"
         )
     module_name, attr = name.split(":", 1)
+    # The `riverflow` script, unlike `python -m`, does not put the working directory on the
+    # path: a mymodels.py beside the user is found all the same (after installed modules).
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.append(os.getcwd())
     try:
         factory = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:
