@@ -392,11 +392,14 @@ def leave_static_group(
     left_ms = int(max(0.5, timeout_s) * 1000)
     leaving = MemberToRemove(member_id, instance_id, "stopped cleanly")
     try:
+        # The shared config has a bootstrap timeout already: these bounds replace it.
         admin = KafkaAdminClient(
-            **client_config(settings),
-            client_id=f"{settings.client_id}-admin",
-            request_timeout_ms=left_ms,
-            bootstrap_timeout_ms=left_ms,
+            **{
+                **client_config(settings),
+                "client_id": f"{settings.client_id}-admin",
+                "request_timeout_ms": left_ms,
+                "bootstrap_timeout_ms": left_ms,
+            }
         )
         try:
             errors = admin.remove_group_members(group_id, [leaving])
