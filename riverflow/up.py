@@ -21,6 +21,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from riverflow.config_file import config_path, read_config
 from riverflow.errors import ConfigError
 from riverflow.lifecycle import Stopper
 from riverflow.local_kafka import LocalKafka, state_dir
@@ -120,6 +121,15 @@ def up_data_dir(port: int) -> Path:
     return state_dir() / "up" / f"kafka-{port}"
 
 
+def configured_bootstrap(flag: str | None) -> str | None:
+    """The bootstrap servers given by flag, environment or config file, in that order; None
+    when none is, and ``up`` starts its own broker."""
+    path = config_path()
+    file = read_config(path) if path else {}
+    given = flag or os.environ.get("RIVERFLOW_BOOTSTRAP_SERVERS") or file.get("bootstrap_servers")
+    return str(given) if given else None
+
+
 def resuming(bootstrap: str) -> str:
     return (
         f"using the Kafka at {bootstrap}, which this run did not start: resuming the topics, "
@@ -189,12 +199,12 @@ class Up:
     def start(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)
-        if "RIVERFLOW_BOOTSTRAP_SERVERS" not in env and not self.args.bootstrap_servers:
+        given = configured_bootstrap(self.args.bootstrap_servers)
+        if given is None:
             env["RIVERFLOW_BOOTSTRAP_SERVERS"] = self.start_broker()
         else:
-            if self.args.bootstrap_servers:
-                env["RIVERFLOW_BOOTSTRAP_SERVERS"] = self.args.bootstrap_servers
-            print(resuming(env["RIVERFLOW_BOOTSTRAP_SERVERS"]), flush=True)
+            env["RIVERFLOW_BOOTSTRAP_SERVERS"] = given
+            print(resuming(given), flush=True)
         if self.args.kafka_client:  # the children use the client asked for
             env["RIVERFLOW_KAFKA_CLIENT"] = self.args.kafka_client
         key_file = state_dir() / "signing.key"

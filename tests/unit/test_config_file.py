@@ -107,3 +107,17 @@ def test_the_cli_reads_config_and_reports_its_unknown_keys(tmp_path: Path) -> No
     (tmp_path / "riverflow.toml").write_text('log_format = "xml"\n')
     bad = riverflow(*status, "--config", "riverflow.toml", cwd=tmp_path, env={})
     assert bad.returncode == 2 and "log_format in" in bad.stderr and "'xml'" in bad.stderr
+
+
+def test_up_starts_its_own_broker_unless_one_is_configured_anywhere(
+    config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from riverflow.up import configured_bootstrap
+
+    config.write_text('model = "nb"\n')
+    assert configured_bootstrap(None) is None
+    config.write_text('bootstrap_servers = "file:9092"\n')
+    assert configured_bootstrap(None) == "file:9092"
+    monkeypatch.setenv("RIVERFLOW_BOOTSTRAP_SERVERS", "env:9092")
+    assert configured_bootstrap(None) == "env:9092"
+    assert configured_bootstrap("flag:9092") == "flag:9092"
