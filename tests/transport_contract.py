@@ -7,7 +7,6 @@ worker tests over the fake lean only on what the real transports do too.
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from riverflow.transport.errors import (
     TopicExists,
     TransportError,
 )
+from tests.integration.kit import wait_until
 
 
 @dataclass
@@ -43,11 +43,7 @@ class Env:
         return name
 
     def eventually(self, check: Callable[[], bool], what: str = "condition") -> None:
-        deadline = time.monotonic() + self.timeout_s
-        while not check():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{what} not met within {self.timeout_s}s")
-            time.sleep(0.05)
+        wait_until(check, self.timeout_s, what, interval=0.05)
 
     def read(
         self, consumers: Iterable[Consumer], until: Callable[[list[Record]], bool]
@@ -55,14 +51,17 @@ class Env:
         """Poll ``consumers`` in turn until the records read so far pass ``until``."""
         records: list[Record] = []
         members = list(consumers)
-        deadline = time.monotonic() + self.timeout_s
-        while not until(records):
-            if time.monotonic() > deadline:
-                raise AssertionError(f"read {len(records)} records; the condition never held")
+
+        def done() -> bool:
+            if until(records):
+                return True
             for consumer in members:
                 for tp, batch in consumer.poll_batch(0.5).items():
                     assert all((r.topic, r.partition) == tp for r in batch)
                     records.extend(batch)
+            return False
+
+        wait_until(done, self.timeout_s, lambda: f"the condition ({len(records)} read)", 0)
         return records
 
     def produce(self, topic: str, values: Iterable[bytes]) -> None:
@@ -104,12 +103,15 @@ def check_produce_and_consume(env: Env) -> None:
     consumer.assign(env.all_partitions(consumer, topic))
     batches: list[int] = []
     records: list[Record] = []
-    deadline = time.monotonic() + env.timeout_s
-    while len(records) < 60 and time.monotonic() < deadline:
+
+    def read_60() -> bool:
         batch = consumer.poll_batch(0.2, max_records=7)
         batches.append(sum(len(v) for v in batch.values()))
         for part in batch.values():
             records.extend(part)
+        return len(records) >= 60
+
+    wait_until(read_60, env.timeout_s, lambda: f"60 records ({len(records)} read)", 0)
     assert consumer.connected()
     consumer.close(env.timeout_s)
     assert len(records) == 60 and max(batches) <= 7

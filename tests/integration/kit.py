@@ -21,18 +21,26 @@ from riverflow.topics import create_topics
 from riverflow.transport import clients_for, topic_partitions
 
 
-def wait_until(check: Callable[[], Any], timeout: float = 60, what: str = "condition") -> Any:
+def wait_until(
+    check: Callable[[], Any],
+    timeout: float = 60,
+    what: str | Callable[[], str] = "condition",
+    interval: float = 0.2,
+) -> Any:
     """Call ``check`` until it returns something truthy, and return that; fail after
-    ``timeout`` seconds saying ``what`` never happened. Every test waits with this, never with
-    a fixed sleep: on a loaded machine things take longer, not a different path."""
+    ``timeout`` seconds saying ``what`` never happened (a callable is asked then, so the message
+    can show the state at that moment). Every test waits with this, never with a fixed sleep:
+    on a loaded machine things take longer, not a different path. ``check`` may raise to fail
+    at once (a process that exited). ``interval`` 0 suits a check that blocks by itself."""
     deadline = time.monotonic() + timeout
     while True:
         result = check()
         if result:
             return result
         if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.2)
+            said = what() if callable(what) else what
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {said}")
+        time.sleep(interval)
 
 
 def free_ports(n: int) -> list[int]:
@@ -145,8 +153,8 @@ class WorkerProcess:
 
     def wait_for(self, check: Callable[[Page], bool], timeout: float = 60) -> Page:
         """The first metrics page that passes ``check``; fails if the process exits first."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def passed() -> Page | None:
             page = self.page()
             if page.samples and check(page):
                 return page
@@ -154,8 +162,12 @@ class WorkerProcess:
                 raise AssertionError(
                     f"{self.command} exited {self.proc.returncode}:\n{self.text()[-4000:]}"
                 )
-            time.sleep(0.2)
-        raise AssertionError(f"{self.command} metrics never got there:\n{self.text()[-4000:]}")
+            return None
+
+        page: Page = wait_until(
+            passed, timeout, lambda: f"{self.command}'s metrics:\n{self.text()[-4000:]}"
+        )
+        return page
 
     def text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -51,11 +50,7 @@ class LearnerProcess(WorkerProcess):
         super().__init__(stack, tmp, "learn", *args, *group, env=env)
 
     def wait_active(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while "active learner" not in self.text():
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                raise AssertionError(f"learner never became active:\n{self.text()[-4000:]}")
-            time.sleep(0.1)
+        self.wait_for(lambda pg: pg.sum("riverflow_learner_active") == 1, timeout)
 
 
 class Learners(Workers):

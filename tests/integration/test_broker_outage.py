@@ -52,14 +52,17 @@ def first_increase(
 ) -> dict[str, float]:
     """When (monotonic) each counter first went above its value in ``before``."""
     seen: dict[str, float] = {}
-    deadline = time.monotonic() + timeout
-    while len(seen) < len(counters) and time.monotonic() < deadline:
+
+    def all_moved() -> bool:
         for name, (proc, metric) in counters.items():
             if name not in seen and (proc.value(metric) or 0) > before[name]:
                 seen[name] = time.monotonic()
-        time.sleep(0.1)
-    missing = sorted(set(counters) - set(seen))
-    assert not missing, f"no progress after the broker came back: {missing}"
+        return len(seen) == len(counters)
+
+    def missing() -> str:
+        return f"progress after the broker came back: {sorted(set(counters) - set(seen))}"
+
+    wait_until(all_moved, timeout, missing, interval=0.1)
     return seen
 
 

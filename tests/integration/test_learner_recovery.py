@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from riverflow.clients import producer
+from tests.integration.kit import wait_until
 from tests.integration.learner_support import (
     LearnerProcess,
     Learners,
@@ -67,20 +68,17 @@ def test_sigkilled_learners_learn_every_label_exactly_once(stack: Any, learners:
             time.sleep(0.5)
         p.close()
 
-    def activations(lp: LearnerProcess) -> int:
-        return lp.text().count("active learner for")
-
-    def wait_for_activation(before: dict[int, int], timeout: float) -> LearnerProcess:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for lp in running:
-                if activations(lp) > before.get(id(lp), 0):
-                    return lp
-            time.sleep(0.2)
-        raise AssertionError("no learner became active:\n" + running[0].text()[-3000:])
+    def wait_for_activation(timeout: float) -> LearnerProcess:
+        """The running learner that reports itself active (the previous one was killed)."""
+        active: LearnerProcess = wait_until(
+            lambda: next((lp for lp in running if lp.value("riverflow_learner_active")), None),
+            timeout,
+            lambda: "an active learner:\n" + running[0].text()[-3000:],
+        )
+        return active
 
     running = [learner(), learner()]
-    active = wait_for_activation({}, 60)
+    active = wait_for_activation(60)
     feeder = threading.Thread(target=produce, daemon=True)
     feeder.start()
     rng = random.Random(5)
@@ -89,10 +87,9 @@ def test_sigkilled_learners_learn_every_label_exactly_once(stack: Any, learners:
         time.sleep(rng.uniform(2, 5))
         active.kill()
         running.remove(active)
-        before = {id(lp): activations(lp) for lp in running}
         killed_at = time.monotonic()
         running.append(learner())  # the replacement joins as a standby
-        active = wait_for_activation(before, 40)
+        active = wait_for_activation(40)
         takeovers.append(time.monotonic() - killed_at)
     feeder.join(120)
     active.wait_for(

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -26,7 +25,7 @@ from riverflow.errors import RiverflowError
 from riverflow.local_prometheus import LocalPrometheus
 from riverflow.metrics import InferenceMetrics, LearnerMetrics
 from tests.dashboards import panel_queries
-from tests.integration.kit import free_port
+from tests.integration.kit import free_port, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -247,29 +246,30 @@ def query(url: str, expr: str) -> list[Any]:
 
 
 def test_every_dashboard_query_answers_from_worker_metrics(prometheus: str) -> None:
-    queries = panel_queries("1m")
-    deadline = time.monotonic() + 60
-    empty = queries
-    while empty and time.monotonic() < deadline:
-        time.sleep(1)
+    empty = panel_queries("1m")
+
+    def answered() -> bool:
         # rate() needs two scrapes of a target: retry until every query has an answer.
-        empty = [q for q in empty if not query(prometheus, q.expr)]
-    assert empty == [], "queries without data:\n" + "\n".join(map(str, empty))
+        empty[:] = [q for q in empty if not query(prometheus, q.expr)]
+        return not empty
+
+    wait_until(answered, 60, lambda: "answers to every query:\n" + "\n".join(map(str, empty)), 1)
     jobs = {r["metric"]["job"] for r in query(prometheus, "up == 1")}
     assert jobs == {"inference", "learner"}
     assert len(query(prometheus, 'up{job="inference"} == 1')) == 2
 
 
 def test_alert_rules_evaluate_on_worker_metrics(prometheus: str) -> None:
-    deadline = time.monotonic() + 60
-    while True:
+
+    def evaluated() -> list[dict[str, Any]] | None:
         groups = get_json(f"{prometheus}/api/v1/rules")["data"]["groups"]
         rules = [r for g in groups for r in g["rules"]]
         # A rule not evaluated yet reports the zero time, 0001-01-01T00:00:00Z.
         if rules and not any(r["lastEvaluation"].startswith("0001") for r in rules):
-            break
-        assert time.monotonic() < deadline, "the alert rules were never evaluated"
-        time.sleep(1)
+            return rules
+        return None
+
+    rules = wait_until(evaluated, 60, "the alert rules to be evaluated", 1)
     assert {r["name"] for r in rules} == {r["alert"] for r in alert_rules()}
     failing = {r["name"]: r.get("lastError") for r in rules if r["health"] != "ok"}
     assert failing == {}

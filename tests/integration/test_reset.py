@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -12,7 +11,7 @@ from kafka.structs import OffsetAndMetadata
 
 from riverflow.clients import admin
 from riverflow.settings import Settings, kafka_kwargs
-from tests.integration.kit import Stack
+from tests.integration.kit import Stack, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -31,12 +30,16 @@ def join(settings: Settings, group: str, topic: str) -> KafkaConsumer:
     consumer = KafkaConsumer(
         topic, **kafka_kwargs(settings), group_id=group, enable_auto_commit=False
     )
-    deadline = time.monotonic() + 60
-    while not consumer.assignment():
-        if time.monotonic() > deadline:
-            consumer.close()
-            raise AssertionError(f"{group} got no partition of {topic} within 60 s")
-        consumer.poll(timeout_ms=200)
+    try:
+        wait_until(
+            lambda: consumer.poll(timeout_ms=200) is not None and consumer.assignment(),
+            60,
+            f"{group} to get a partition of {topic}",
+            interval=0,
+        )
+    except AssertionError:
+        consumer.close()
+        raise
     return consumer
 
 

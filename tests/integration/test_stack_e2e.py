@@ -20,7 +20,7 @@ import yaml
 from riverflow.errors import RiverflowError
 from riverflow.local_prometheus import DEPLOY, LocalPrometheus
 from tests.dashboards import panel_queries
-from tests.integration.kit import free_port, free_ports
+from tests.integration.kit import free_port, free_ports, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -110,14 +110,13 @@ def test_dashboards_show_data_from_real_workers_and_drift_alerts(
         )
         drift_time = started + DRIFT_AT / RATE
 
-        queries = panel_queries("1m")
-        empty = queries
-        deadline = time.monotonic() + 60
-        while empty and time.monotonic() < deadline:
-            empty = [q for q in empty if not prometheus.query(q.expr)]
-            if empty:
-                time.sleep(2)
-        assert empty == [], "panels without data:\n" + "\n".join(map(str, empty))
+        empty = panel_queries("1m")
+
+        def answered() -> bool:
+            empty[:] = [q for q in empty if not prometheus.query(q.expr)]
+            return not empty
+
+        wait_until(answered, 60, lambda: "data in every panel:\n" + "\n".join(map(str, empty)), 2)
         assert len(prometheus.query('up{job="inference"} == 1')) == 2
         assert len(prometheus.query('up{job="learner"} == 1')) == 1
         for port in [*infer_ports, learn_port]:  # every worker's page passes Prometheus' lint
