@@ -125,8 +125,9 @@ def run(args: argparse.Namespace) -> int:
     spec = resolve(settings.model)
     make_detector(settings.concept_drift_detector)  # a bad name is a usage error, found now
     metrics = LearnerMetrics()
-    serve(metrics.registry, settings.metrics_port, DEFAULT_METRICS_PORT)
+    # Signals first: once the metrics page answers, a SIGTERM is a clean stop (as in inference).
     stopper = Stopper(settings.idle_exit_s).install()
+    serve(metrics.registry, settings.metrics_port, DEFAULT_METRICS_PORT)
     # Everything imported so far lives as long as the process: keep it out of the collector's
     # full passes, which otherwise walk it again and again among the pending entries.
     gc.freeze()

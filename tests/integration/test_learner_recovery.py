@@ -101,6 +101,9 @@ def test_sigkilled_learners_learn_every_label_exactly_once(stack: Any, learners:
         timeout=90,
     )
     for lp in sorted(running, key=lambda lp: lp is active):  # standbys first
+        # A replacement still starting up on a loaded machine would die of the SIGTERM: its
+        # metrics page answers once it stops cleanly on one.
+        lp.wait_for(lambda pg: bool(pg.select("riverflow_learner_active")))
         assert lp.stop() == 0, lp.text()[-3000:]
 
     final = snapshots(s, "counting")[-1]
