@@ -539,9 +539,11 @@ class ConfluentConsumer:
             self._c.seek(_ck(partition, offset))
         except KafkaException as exc:
             refused = _raised(exc)
-            if self._joins or exc.args[0].code() != KafkaError._STATE:
+            if self._joins or exc.args[0].code() not in (KafkaError._STATE, KafkaError._OUTDATED):
                 raise refused from exc
-            # Not fetched yet: an assign-only reader assigns the partition afresh at the offset.
+            # Not fetched yet (_STATE), or the seek overtaken by the assignment that is still
+            # being applied (_OUTDATED, seen on a loaded machine): an assign-only reader assigns
+            # the partition afresh at the offset.
             with _mapped():
                 self._c.incremental_unassign([_ck(partition)])
                 self._c.incremental_assign([_ck(partition, offset)])
