@@ -12,13 +12,14 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 from river import drift
 
 from riverflow.errors import ConfigError
 
-DETECTORS = {
+DETECTORS: dict[str, Callable[[], Any]] = {
     "adwin": lambda: drift.ADWIN(),
     "page_hinkley": lambda: drift.PageHinkley(),
     "kswin": lambda: drift.KSWIN(seed=42),

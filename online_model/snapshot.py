@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import importlib.metadata
 import io
 import json
 import logging
@@ -35,8 +36,6 @@ import struct
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
-
-import river
 
 from online_model.tasks import TASKS, Task
 from online_model.unpickler import Allowlist, restricted_load
@@ -61,6 +60,8 @@ REJECT_REASONS = (
 )
 
 
+RIVER_VERSION = importlib.metadata.version("river")  # river exports no __version__ to typing
+
 @dataclass
 class SnapshotHeader:
     model: str
@@ -70,7 +71,7 @@ class SnapshotHeader:
     learned_count: int = 0
     # "topic/partition" -> next offset to read: where a restarted learner resumes.
     positions: dict[str, int] = field(default_factory=dict)
-    river_version: str = river.__version__
+    river_version: str = RIVER_VERSION
     python_version: str = platform.python_version()
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -48,7 +48,7 @@ class KeyHashPartitioner(DefaultPartitioner):  # type: ignore[misc]
             if len(self._hashes) >= self.MAX_KEYS:
                 self._hashes.clear()
             h = self._hashes[serialized_key] = murmur2(serialized_key) & 0x7FFFFFFF
-        return sorted(partitions)[h % len(partitions)]
+        return int(sorted(partitions)[h % len(partitions)])
 
 
 # How long a record may wait in a producer for the broker to take it: a week, so that records

@@ -295,8 +295,8 @@ def wire_label(value: Any) -> Label | None:
         item = getattr(value, "item", None)
         if callable(item):
             value = item()
-        if not isinstance(value, bool | int | float | str):
-            return str(value)
+    if not isinstance(value, bool | int | float | str):
+        return str(value)
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value

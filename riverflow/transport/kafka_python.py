@@ -241,7 +241,7 @@ class KafkaPythonClients:
             raise _error(exc) from exc
 
 
-class _Listener(AsyncConsumerRebalanceListener):
+class _Listener(AsyncConsumerRebalanceListener):  # type: ignore[misc]  # kafka-python is untyped
     """Adapts a :class:`RebalanceListener` to kafka-python's IO-thread callbacks."""
 
     def __init__(self, client: KafkaConsumer, listener: RebalanceListener) -> None:
