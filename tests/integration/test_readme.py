@@ -11,7 +11,6 @@ block to block like in a terminal. How each block runs is said by its mark
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.checkout import copy_checkout
 from tests.integration.test_up import free_port_run
 from tests.readme_blocks import Block, blocks
 
@@ -122,17 +122,7 @@ def listening(port: int) -> bool:
 def terminal(tmp_path: Path) -> Iterator[Terminal]:
     busy = [p for p in METRICS_PORTS if listening(p)]
     assert busy == [], f"the README's commands use metrics ports {busy}, which are taken"
-    clone = tmp_path / "riverflow"
-    tracked = subprocess.run(
-        ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True, check=True
-    ).stdout.split("\0")
-    for name in filter(None, tracked):
-        source, target = ROOT / name, clone / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if source.is_symlink():
-            target.symlink_to(os.readlink(source))
-        elif source.exists():
-            shutil.copy2(source, target)
+    clone = copy_checkout(tmp_path / "riverflow")
     venv = tmp_path / "venv"
     # The test's packages are there already; the README's pip installs riverflow itself.
     subprocess.run(

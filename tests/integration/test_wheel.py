@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import riverflow
+from tests.checkout import copy_checkout
 from tests.integration.kit import free_ports
 from tests.integration.test_up import free_port_run
 
@@ -38,8 +39,17 @@ def test_the_wheel_runs_up_with_prometheus_from_a_fresh_venv(tmp_path: Path) -> 
     outside = tmp_path / "elsewhere"
     outside.mkdir()
     pip = [sys.executable, "-m", "pip"]
+    source = copy_checkout(tmp_path / "source")  # the build's leftovers stay out of the repo
     run(
-        *pip, "wheel", "--no-deps", "-w", tmp_path / "dist", ROOT, cwd=outside, env=env, timeout=600
+        *pip,
+        "wheel",
+        "--no-deps",
+        "-w",
+        tmp_path / "dist",
+        source,
+        cwd=outside,
+        env=env,
+        timeout=600,
     )
     (wheel,) = (tmp_path / "dist").glob("riverflow-*.whl")
     assert wheel.name.startswith(f"riverflow-{riverflow.__version__}-")  # one version source
