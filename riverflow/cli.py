@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from riverflow import __version__
 from riverflow.config_file import CONFIG_ENV, config_path, read_config
 from riverflow.errors import ConfigError, RiverflowError
+from riverflow.lifecycle import hold_signals, release_signals
 from riverflow.options import add_kafka_arguments, settings_from
 from riverflow.settings import unknown_config, unknown_env
 from riverflow.transport.errors import TransportError
@@ -37,6 +38,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "up": ("riverflow.up", "run the whole pipeline on this machine with a live summary"),
     "reset": ("riverflow.reset", "delete riverflow's topics and consumer groups on the broker"),
 }
+# Commands whose loop installs a Stopper: a signal while they start is held for it.
+GRACEFUL = {"simulate", "replay", "infer", "learn", "up"}
 
 
 def _kafka(args: argparse.Namespace) -> int:
@@ -267,8 +270,17 @@ def _configure_logging(level: str, fmt: str = "text") -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
+    hold_signals()
+    try:
+        return _run(sys.argv[1:] if argv is None else list(argv))
+    finally:
+        release_signals(deliver=False)
+
+
+def _run(argv: list[str]) -> int:
     args = build_parser(argv).parse_args(argv)
+    if args.command not in GRACEFUL:
+        release_signals()
     if args.config:
         # Through the environment, so the processes `up` starts read the same file.
         os.environ[CONFIG_ENV] = str(Path(args.config).resolve())

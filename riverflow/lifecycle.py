@@ -16,6 +16,38 @@ from types import FrameType
 
 log = logging.getLogger(__name__)
 
+SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# Signals that arrived while the process was still starting (see hold_signals).
+_held: list[int] = []
+
+
+def hold_signals() -> None:
+    """Hold SIGTERM/SIGINT until a :class:`Stopper` takes them over, instead of dying mid-import.
+
+    A worker takes seconds to import on a loaded machine; an orchestrator that stops it then
+    must still see a clean exit. The worker's Stopper delivers a held signal as soon as it is
+    installed, so the worker stops before its first batch. Commands without a Stopper call
+    :func:`release_signals`."""
+    if threading.current_thread() is threading.main_thread():
+        for sig in SIGNALS:
+            signal.signal(sig, _hold)
+
+
+def release_signals(deliver: bool = True) -> None:
+    """Default signal handling again; a held signal takes effect now if ``deliver`` (not once
+    the command is over: it is ending anyway)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        held = _held[:]
+        _held.clear()
+        for signum in held if deliver else ():
+            signal.raise_signal(signum)
+
+
+def _hold(signum: int, _frame: FrameType | None) -> None:
+    _held.append(signum)
+
 
 class Stopper:
     """Turns SIGTERM/SIGINT and ``--idle-exit`` into a flag the worker loop checks between batches.
@@ -48,8 +80,10 @@ class Stopper:
 
     def install(self) -> Stopper:
         if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGTERM, signal.SIGINT):
+            for sig in SIGNALS:
                 signal.signal(sig, self._on_signal)
+            while _held:
+                self._on_signal(_held.pop(0), None)
         return self
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:

@@ -74,8 +74,11 @@ def test_sigkilled_inference_workers_predict_every_reading(
     )
     assert_alive(*running)
     for w in running:
+        # The last restart may still be starting on a loaded machine (its partitions then went
+        # to the other worker once its session expired): wait until it is in its loop.
+        w.wait_for(lambda pg: bool(pg.select("riverflow_consumer_lag")), timeout=120)
         strict_page(w)
-    assert [w.stop() for w in running] == [0, 0]
+    assert [w.stop() for w in running] == [0, 0], [w.text()[-3000:] for w in running]
     # A killed worker's open transaction blocks read_committed readers until the broker aborts it.
     wait_until(lambda: settled(s.settings, s.settings.predictions_topic), timeout=60)
 

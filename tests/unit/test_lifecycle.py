@@ -98,3 +98,44 @@ def test_sigterm_during_wait_always_stops_the_loop() -> None:
     finally:
         for proc in procs:
             proc.kill()
+
+
+# Holds signals as `riverflow` does while a command starts, takes a SIGTERM while "importing"
+# (blocked on stdin until the test has sent it), then hands over as the argument says.
+STARTING = """
+import sys
+from riverflow.lifecycle import Stopper, hold_signals, release_signals
+hold_signals()
+print("starting", flush=True)
+sys.stdin.readline()
+if sys.argv[1] == "worker":
+    stopper = Stopper().install()
+    print("stopping" if stopper.stopping else "running", stopper.reason, flush=True)
+else:
+    release_signals()
+    print("survived", flush=True)
+"""
+
+
+def run_starting(kind: str) -> tuple[int, str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", STARTING, kind],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "starting\n"
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate("go\n", timeout=30)
+        return proc.returncode, out
+    finally:
+        proc.kill()
+
+
+def test_a_sigterm_while_a_worker_starts_stops_it_cleanly_once_its_stopper_is_installed() -> None:
+    assert run_starting("worker") == (0, "stopping SIGTERM\n")
+
+
+def test_a_command_without_a_stopper_gets_a_held_signal_when_it_releases_them() -> None:
+    assert run_starting("other") == (-signal.SIGTERM, "")
