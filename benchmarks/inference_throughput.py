@@ -34,11 +34,12 @@ from typing import Any
 
 from kafka import TopicPartition
 
-from riverflow.clients import consumer, producer
 from riverflow.schemas import now_ms, reading_value
 from riverflow.scrape import Page, quantile
 from riverflow.settings import Settings, load_settings
 from riverflow.topics import create_topics
+from riverflow.transport.kafka_python import kafka_consumer as consumer
+from riverflow.transport.kafka_python import kafka_producer as producer
 
 ROOT = Path(__file__).resolve().parents[1]
 FEATURES = 8

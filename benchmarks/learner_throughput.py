@@ -33,10 +33,11 @@ from kafka import TopicPartition
 from river import linear_model, preprocessing
 
 from online_model.snapshot import read_header
-from riverflow.clients import consumer, producer
 from riverflow.schemas import Reading, feedback_value, now_ms, prediction_value
 from riverflow.settings import Settings, load_settings
 from riverflow.topics import create_topics
+from riverflow.transport.kafka_python import kafka_consumer as consumer
+from riverflow.transport.kafka_python import kafka_producer as producer
 
 ROOT = Path(__file__).resolve().parents[1]
 FEATURES = 8

@@ -30,8 +30,9 @@ from learner_throughput import JoinAndLearn, bare_loop
 
 from online_model.presets import resolve
 from online_model.tasks import predict
-from riverflow.clients import consumer, producer
 from riverflow.settings import load_settings
+from riverflow.transport.kafka_python import kafka_consumer as consumer
+from riverflow.transport.kafka_python import kafka_producer as producer
 
 MODEL = resolve("logreg")
 
@@ -49,7 +50,7 @@ def output(model: Any, reading: dict[str, Any]) -> dict[str, Any]:
 
 
 def confluent_config(args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
-    """librdkafka settings matching riverflow's kafka-python ones (riverflow.clients)."""
+    """librdkafka settings matching riverflow's kafka-python ones (its kafka_python transport)."""
     return {"bootstrap.servers": args.bootstrap_servers, **extra}
 
 

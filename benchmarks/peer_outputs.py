@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 from kafka.admin import NewTopic
 
-from riverflow.clients import admin
 from riverflow.settings import Settings
+from riverflow.transport.kafka_python import kafka_admin as admin
 
 
 @dataclass

@@ -21,13 +21,11 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from kafka import KafkaAdminClient
-from kafka.errors import KafkaError
-
-from riverflow.clients import admin
 from riverflow.errors import BrokerError, ConfigError
 from riverflow.options import settings_from
 from riverflow.settings import Settings
+from riverflow.transport import Admin, clients_for
+from riverflow.transport.errors import TransportError
 
 OWN_PREFIXES = ("riverflow-infer-", "riverflow-learn-")
 # Topic deletion is asynchronous: wait until the broker no longer lists them, so that a `reset`
@@ -78,7 +76,7 @@ def plan(
 
 def run(args: argparse.Namespace) -> int:
     settings = settings_from(args)
-    client = admin(settings)
+    client = clients_for(settings).admin()
     try:
         todo = plan(settings, client.list_topics(), _group_topics(client))
         where = settings.bootstrap_servers
@@ -108,35 +106,27 @@ def _confirmed() -> bool:
     return input("delete all of this? [y/N] ").strip().lower() in ("y", "yes")
 
 
-def _group_topics(client: KafkaAdminClient) -> dict[str, set[str]]:
-    # Consumer groups only (share and streams groups have no classic offsets to read).
-    listed = client.list_groups()
-    groups = [g["group_id"] for g in listed if g.get("group_type") in (None, "classic", "consumer")]
-    if not groups:
-        return {}
-    offsets = client.list_group_offsets({g: None for g in groups})
-    return {g: {tp.topic for tp in offsets.get(g, {})} for g in groups}
+def _group_topics(client: Admin) -> dict[str, set[str]]:
+    return {
+        g: {tp.topic for tp in client.group_offsets(g)}
+        for g in sorted(client.list_consumer_groups())
+    }
 
 
-def _members(client: KafkaAdminClient, groups: list[str]) -> dict[str, int]:
-    if not groups:
-        return {}
-    described = client.describe_groups(groups)
-    return {g: len(d.get("members", [])) for g, d in described.items() if d.get("members")}
+def _members(client: Admin, groups: list[str]) -> dict[str, int]:
+    return {g: n for g, n in client.group_members(groups).items() if n}
 
 
-def _delete(client: KafkaAdminClient, todo: Plan) -> None:
-    if todo.groups:
-        # kafka-python answers {group: "OK" or the error's name}; a group gone already is fine.
-        results = client.delete_groups(todo.groups)
-        failed = {g: e for g, e in results.items() if e not in ("OK", "GroupIdNotFoundError")}
-        if failed:
-            raise BrokerError(f"could not delete consumer groups: {failed}")
+def _delete(client: Admin, todo: Plan) -> None:
+    try:
+        client.delete_consumer_groups(todo.groups)
+    except TransportError as exc:
+        raise BrokerError(f"could not delete consumer groups {todo.groups}: {exc}") from None
     if not todo.topics:
         return
     try:
-        client.delete_topics(todo.topics, timeout_ms=int(DELETE_TIMEOUT_S * 1000))
-    except KafkaError as exc:
+        client.delete_topics(todo.topics)
+    except TransportError as exc:
         raise BrokerError(f"could not delete topics {todo.topics}: {exc}") from None
     deadline = time.monotonic() + DELETE_TIMEOUT_S
     while set(todo.topics) & set(client.list_topics()):

@@ -45,11 +45,30 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="N",
         help="run N busy-loop processes during the session (env RIVERFLOW_TEST_CPU_LOAD)",
     )
+    parser.addoption(
+        "--kafka-client",
+        choices=["kafka-python", "confluent"],
+        default=os.environ.get("RIVERFLOW_TEST_KAFKA_CLIENT") or "kafka-python",
+        help="the transport of the integration and chaos tests: their helpers and every "
+        "riverflow process they start (env RIVERFLOW_TEST_KAFKA_CLIENT, default kafka-python)",
+    )
 
 
-def pytest_report_header(config: pytest.Config) -> str | None:
+def pytest_report_header(config: pytest.Config) -> list[str]:
     n = config.getoption("--cpu-load")
-    return f"cpu load: {n} busy-loop processes" if n else None
+    lines = [f"cpu load: {n} busy-loop processes"] if n else []
+    return [*lines, f"integration tests on the {config.getoption('--kafka-client')} transport"]
+
+
+@pytest.fixture(autouse=True)
+def kafka_client(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The transport an integration test runs on, through RIVERFLOW_KAFKA_CLIENT: its stack's
+    settings read it, and the stack passes it to the processes it starts. Unit tests keep the
+    environment as it is."""
+    client = str(request.config.getoption("--kafka-client"))
+    if request.node.get_closest_marker("integration") is not None:
+        monkeypatch.setenv("RIVERFLOW_KAFKA_CLIENT", client)
+    return client
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -535,6 +535,14 @@ class FakeAdmin:
     def list_consumer_groups(self) -> set[str]:
         return set(self.kafka.groups) | set(self.kafka.offsets)
 
+    def group_offsets(self, group_id: str) -> dict[TopicPartition, int]:
+        return dict(self.kafka.offsets.get(group_id, {}))
+
+    def group_members(self, group_ids: Collection[str]) -> dict[str, int]:
+        return {
+            g: len(self.kafka.groups[g].members) if g in self.kafka.groups else 0 for g in group_ids
+        }
+
     def delete_consumer_groups(self, group_ids: Collection[str]) -> None:
         for group_id in group_ids:
             self.kafka.groups.pop(group_id, None)

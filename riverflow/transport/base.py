@@ -250,9 +250,17 @@ class Admin(Protocol):
 
     def delete_topics(self, names: Collection[str]) -> None: ...
 
-    def list_consumer_groups(self) -> set[str]: ...
+    def list_consumer_groups(self) -> set[str]:
+        """Consumer groups (classic or consumer protocol; not share or streams groups)."""
 
-    def delete_consumer_groups(self, group_ids: Collection[str]) -> None: ...
+    def group_offsets(self, group_id: str) -> dict[TopicPartition, int]:
+        """The group's committed next offsets (empty: none, or no such group)."""
+
+    def group_members(self, group_ids: Collection[str]) -> dict[str, int]:
+        """How many members each of ``group_ids`` has now (0: empty or no such group)."""
+
+    def delete_consumer_groups(self, group_ids: Collection[str]) -> None:
+        """Delete the groups (those that do not exist are no error)."""
 
     def close(self) -> None: ...
 

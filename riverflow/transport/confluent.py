@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from confluent_kafka import Consumer as _Consumer
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, KafkaException
 from confluent_kafka import Producer as _Producer
 from confluent_kafka import TopicPartition as _TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewPartitions, NewTopic
@@ -96,6 +96,7 @@ _TIMEOUT = {
     KafkaError.REQUEST_TIMED_OUT,
     KafkaError._TIMED_OUT_QUEUE,
 }
+_GROUP_NOT_FOUND = KafkaError.GROUP_ID_NOT_FOUND
 _UNAVAILABLE = {KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._RESOLVE}
 
 
@@ -759,12 +760,39 @@ class ConfluentAdmin:
             result = self._a.list_consumer_groups(request_timeout=self._timeout_s).result()
         return {g.group_id for g in result.valid}
 
-    def delete_consumer_groups(self, group_ids: Collection[str]) -> None:
-        if group_ids:
-            futures = self._a.delete_consumer_groups(
+    def group_offsets(self, group_id: str) -> dict[TopicPartition, int]:
+        request = [ConsumerGroupTopicPartitions(group_id)]
+        with _mapped():
+            futures = self._a.list_consumer_group_offsets(
+                request, request_timeout=self._timeout_s
+            )
+            found = futures[group_id].result(self._timeout_s)
+        return {
+            TopicPartition(tp.topic, tp.partition): int(tp.offset)
+            for tp in found.topic_partitions or ()
+            if tp.offset >= 0
+        }
+
+    def group_members(self, group_ids: Collection[str]) -> dict[str, int]:
+        if not group_ids:
+            return {}
+        with _mapped():
+            futures = self._a.describe_consumer_groups(
                 list(group_ids), request_timeout=self._timeout_s
             )
-            self._wait(futures)
+            return {g: len(f.result(self._timeout_s).members) for g, f in futures.items()}
+
+    def delete_consumer_groups(self, group_ids: Collection[str]) -> None:
+        if not group_ids:
+            return
+        futures = self._a.delete_consumer_groups(list(group_ids), request_timeout=self._timeout_s)
+        for future in futures.values():
+            try:
+                future.result(self._timeout_s)
+            except KafkaException as exc:
+                error = exc.args[0] if exc.args else None
+                if not (isinstance(error, KafkaError) and error.code() == _GROUP_NOT_FOUND):
+                    raise _raised(exc) from exc
 
     def close(self) -> None:
         """librdkafka's admin client has no close: it goes with its last reference."""

@@ -30,8 +30,9 @@ from kafka.admin import ConfigResource, ConfigResourceType, MemberToRemove
 from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
 from kafka.coordinator.assignors.range import RangePartitionAssignor
 from kafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
+from kafka.partitioner import DefaultPartitioner
+from kafka.partitioner.default import murmur2
 
-from riverflow.clients import KeyHashPartitioner
 from riverflow.settings import Settings, kafka_kwargs
 from riverflow.transport.base import (
     DELIVERY_TIMEOUT_MS,
@@ -142,6 +143,33 @@ def _unreachable(settings: Settings) -> BrokerUnavailable:
     )
 
 
+class KeyHashPartitioner(DefaultPartitioner):  # type: ignore[misc]
+    """Kafka's default partitioning (murmur2 of the key, as the Java client) with each key's
+    hash remembered: kafka-python hashes in pure Python, a few microseconds per record, and a
+    sensor fleet sends few distinct keys."""
+
+    # Bounds memory for unbounded key spaces; a full cache simply starts over.
+    MAX_KEYS = 100_000
+
+    def __init__(self) -> None:
+        self._hashes: dict[bytes, int] = {}
+
+    def partition(  # type: ignore[no-untyped-def]
+        self, topic, key, serialized_key, value, serialized_value, cluster
+    ) -> int:
+        if serialized_key is None:
+            return int(super().partition(topic, key, None, value, serialized_value, cluster))
+        partitions = cluster.partitions_for_topic(topic)
+        if not partitions:
+            raise ValueError(f"Topic {topic} not found in ClusterMetadata")
+        h = self._hashes.get(serialized_key)
+        if h is None:
+            if len(self._hashes) >= self.MAX_KEYS:
+                self._hashes.clear()
+            h = self._hashes[serialized_key] = murmur2(serialized_key) & 0x7FFFFFFF
+        return int(sorted(partitions)[h % len(partitions)])
+
+
 def consumer_config(
     settings: Settings,
     group_id: str | None,
@@ -210,6 +238,44 @@ def producer_config(
     return kw
 
 
+def kafka_consumer(
+    settings: Settings, *topics: str, group_id: str | None, **options: Any
+) -> KafkaConsumer:
+    """kafka-python's own consumer as this transport configures it (subscribed to ``topics``
+    when given): what :class:`KafkaPythonConsumer` wraps, and what a benchmark's bare loop
+    uses."""
+    client: KafkaConsumer = _connect(
+        settings, KafkaConsumer, consumer_config(settings, group_id, **options)
+    )
+    if topics:
+        client.subscribe(list(topics))
+    return client
+
+
+def kafka_producer(settings: Settings, **options: Any) -> KafkaProducer:
+    """kafka-python's own producer as this transport configures it."""
+    kw = dict(producer_config(settings, **options), partitioner=KeyHashPartitioner())
+    producer: KafkaProducer = _connect(settings, KafkaProducer, kw)
+    return producer
+
+
+def kafka_admin(settings: Settings, **options: Any) -> KafkaAdminClient:
+    """kafka-python's own admin client as this transport configures it."""
+    kw = dict(client_config(settings), client_id=f"{settings.client_id}-admin", **options)
+    admin: KafkaAdminClient = _connect(settings, KafkaAdminClient, kw)
+    return admin
+
+
+def _connect(settings: Settings, make: Callable[..., R], kw: dict[str, Any]) -> R:
+    """kafka-python connects on construction, within bootstrap_timeout_s."""
+    try:
+        return make(**kw)
+    except (*_TIMEOUT, *_UNAVAILABLE):
+        raise _unreachable(settings) from None
+    except ke.KafkaError as exc:
+        raise _error(exc) from exc
+
+
 class KafkaPythonClients:
     name = "kafka-python"
 
@@ -217,28 +283,14 @@ class KafkaPythonClients:
         self.settings = settings
 
     def consumer(self, group_id: str | None = None, **options: Any) -> KafkaPythonConsumer:
-        kw = consumer_config(self.settings, group_id, **options)
-        client = self._connect(KafkaConsumer, kw)
+        client = kafka_consumer(self.settings, group_id=group_id, **options)
         return KafkaPythonConsumer(client, self.settings)
 
     def producer(self, **options: Any) -> KafkaPythonProducer:
-        kw = producer_config(self.settings, **options)
-        return KafkaPythonProducer(
-            self._connect(KafkaProducer, dict(kw, partitioner=KeyHashPartitioner()))
-        )
+        return KafkaPythonProducer(kafka_producer(self.settings, **options))
 
     def admin(self) -> KafkaPythonAdmin:
-        kw = dict(client_config(self.settings), client_id=f"{self.settings.client_id}-admin")
-        return KafkaPythonAdmin(self._connect(KafkaAdminClient, kw))
-
-    def _connect(self, make: Callable[..., R], kw: dict[str, Any]) -> R:
-        """kafka-python connects on construction, within bootstrap_timeout_s."""
-        try:
-            return make(**kw)
-        except (*_TIMEOUT, *_UNAVAILABLE):
-            raise _unreachable(self.settings) from None
-        except ke.KafkaError as exc:
-            raise _error(exc) from exc
+        return KafkaPythonAdmin(kafka_admin(self.settings))
 
 
 class _Listener(AsyncConsumerRebalanceListener):  # type: ignore[misc]  # kafka-python is untyped
@@ -392,15 +444,8 @@ def leave_static_group(
     left_ms = int(max(0.5, timeout_s) * 1000)
     leaving = MemberToRemove(member_id, instance_id, "stopped cleanly")
     try:
-        # The shared config has a bootstrap timeout already: these bounds replace it.
-        admin = KafkaAdminClient(
-            **{
-                **client_config(settings),
-                "client_id": f"{settings.client_id}-admin",
-                "request_timeout_ms": left_ms,
-                "bootstrap_timeout_ms": left_ms,
-            }
-        )
+        # These bounds replace the shared config's bootstrap and request timeouts.
+        admin = kafka_admin(settings, request_timeout_ms=left_ms, bootstrap_timeout_ms=left_ms)
         try:
             errors = admin.remove_group_members(group_id, [leaving])
         finally:
@@ -408,7 +453,7 @@ def leave_static_group(
         failed = [e.__name__ for e in errors.values() if e is not ke.NoError]
         if failed:
             raise ke.KafkaError(", ".join(failed))
-    except ke.KafkaError as exc:
+    except (ke.KafkaError, TransportError) as exc:
         log.warning(
             "could not leave group %s as %s (its partitions move after the session timeout): %s",
             group_id,
@@ -603,12 +648,30 @@ class KafkaPythonAdmin:
 
     @_mapped
     def list_consumer_groups(self) -> set[str]:
-        return {g["group_id"] for g in self._a.list_groups()}
+        return {
+            g["group_id"]
+            for g in self._a.list_groups()
+            if g.get("group_type") in (None, "classic", "consumer")
+        }
+
+    @_mapped
+    def group_offsets(self, group_id: str) -> dict[TopicPartition, int]:
+        found = self._a.list_group_offsets(group_id).get(group_id, {})
+        return {TopicPartition(tp.topic, tp.partition): int(o.offset) for tp, o in found.items()}
+
+    @_mapped
+    def group_members(self, group_ids: Collection[str]) -> dict[str, int]:
+        if not group_ids:
+            return {}
+        described = self._a.describe_groups(list(group_ids))
+        return {g: len(d.get("members") or []) for g, d in described.items()}
 
     @_mapped
     def delete_consumer_groups(self, group_ids: Collection[str]) -> None:
+        if not group_ids:
+            return
         results = self._a.delete_groups(list(group_ids)).items()
-        failed = {g: e for g, e in results if e != "OK"}
+        failed = {g: e for g, e in results if e not in ("OK", "GroupIdNotFoundError")}
         if failed:
             raise TransportError(f"could not delete consumer groups: {failed}", "DeleteGroups")
 

@@ -12,10 +12,11 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType
 from prometheus_client.parser import text_string_to_metric_families
 
-from riverflow.clients import admin, producer
 from riverflow.schemas import dumps, now_ms
 from riverflow.scrape import Page
 from riverflow.settings import Settings, kafka_kwargs
+from riverflow.transport.kafka_python import kafka_admin as admin
+from riverflow.transport.kafka_python import kafka_producer as producer
 from tests.integration.inference_support import reading
 from tests.integration.kit import WorkerProcess, value
 

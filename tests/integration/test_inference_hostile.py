@@ -19,9 +19,9 @@ import pytest
 from kafka import KafkaProducer
 from kafka.admin import ConfigResource, ConfigResourceType
 
-from riverflow.clients import admin
 from riverflow.dead_letters import MAX_VALUE_BYTES
 from riverflow.settings import Settings, kafka_kwargs
+from riverflow.transport.kafka_python import kafka_admin as admin
 from tests.integration.inference_support import (
     committed_total,
     event_ids,

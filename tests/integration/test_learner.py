@@ -12,8 +12,8 @@ import pytest
 from river import datasets, evaluate, linear_model, metrics, preprocessing
 from river.datasets import synth
 
-from riverflow.clients import producer
 from riverflow.errors import SnapshotError
+from riverflow.transport.kafka_python import kafka_producer as producer
 from tests.integration.learner_support import (
     Learners,
     base_ts,

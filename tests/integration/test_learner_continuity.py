@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 from kafka.admin import NewPartitions
 
-from riverflow.clients import admin, producer
 from riverflow.scrape import Page
 from riverflow.topics import create_topics
+from riverflow.transport.kafka_python import kafka_admin as admin
+from riverflow.transport.kafka_python import kafka_producer as producer
 from tests.integration.learner_support import (
     Learners,
     base_ts,

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from riverflow.clients import producer
+from riverflow.transport.kafka_python import kafka_producer as producer
 from tests.integration.kit import wait_until
 from tests.integration.learner_support import (
     LearnerProcess,

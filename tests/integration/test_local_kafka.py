@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 import riverflow.local_kafka as lk
-from riverflow.clients import admin
 from riverflow.java import find_java
 from riverflow.kafka_jars import ensure_jars, locked_jars
 from riverflow.settings import load_settings
 from riverflow.topics import create_topics
+from riverflow.transport.kafka_python import kafka_admin as admin
 from tests.integration.kit import free_port
 
 pytestmark = pytest.mark.integration

@@ -6,11 +6,11 @@ import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
-from riverflow.clients import admin
 from riverflow.settings import Settings, kafka_kwargs
+from riverflow.transport import Admin, clients_for
 from tests.integration.kit import Stack, wait_until
 
 pytestmark = pytest.mark.integration
@@ -44,18 +44,18 @@ def join(settings: Settings, group: str, topic: str) -> KafkaConsumer:
 
 
 @pytest.fixture
-def client(stack: Callable[..., Stack]) -> Iterator[KafkaAdminClient]:
-    c = admin(stack().settings)
+def client(stack: Callable[..., Stack]) -> Iterator[Admin]:
+    c = clients_for(stack().settings).admin()
     yield c
     c.close()
 
 
-def groups(client: KafkaAdminClient) -> set[str]:
-    return {g["group_id"] for g in client.list_groups()}
+def groups(client: Admin) -> set[str]:
+    return client.list_consumer_groups()
 
 
 def test_reset_deletes_riverflow_topics_and_groups_and_nothing_else(
-    stack: Callable[..., Stack], client: KafkaAdminClient
+    stack: Callable[..., Stack], client: Admin
 ) -> None:
     ours, theirs = stack(), stack()
     s = ours.settings

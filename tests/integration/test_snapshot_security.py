@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from riverflow.clients import producer
 from riverflow.schemas import now_ms
+from riverflow.transport.kafka_python import kafka_producer as producer
 from tests.integration.inference_support import (
     group,
     infer_args,

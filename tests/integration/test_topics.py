@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 from kafka.admin import ConfigResource, ConfigResourceType
 
-from riverflow.clients import admin
+from riverflow.transport.kafka_python import kafka_admin as admin
 from tests.integration.kit import wait_until
 
 pytestmark = pytest.mark.integration

@@ -1,3 +1,5 @@
+"""The kafka-python key partitioner, the seam's partition and lag helpers, the metrics port."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -5,7 +7,8 @@ from typing import Any
 import pytest
 from kafka.partitioner import DefaultPartitioner
 
-from riverflow.clients import KeyHashPartitioner
+from riverflow.transport import TopicPartition, lag_samples, topic_partitions
+from riverflow.transport.kafka_python import KeyHashPartitioner
 
 
 class Cluster:
@@ -48,9 +51,6 @@ def test_cache_is_bounded_and_unknown_topics_refused() -> None:
 
 
 def test_topic_partitions_in_order_and_missing_topic_is_a_usage_error() -> None:
-    from kafka import TopicPartition
-
-    from riverflow.clients import topic_partitions
     from riverflow.errors import ConfigError
 
     cluster: Any = Cluster({"t": {2, 0, 1}})
@@ -60,10 +60,6 @@ def test_topic_partitions_in_order_and_missing_topic_is_a_usage_error() -> None:
 
 
 def test_lag_samples_skip_unknown_ends_and_positions() -> None:
-    from kafka import TopicPartition
-
-    from riverflow.clients import lag_samples
-
     ends = {TopicPartition("t", 0): 10, TopicPartition("t", 1): None, TopicPartition("t", 2): 5}
 
     class Consumer:
