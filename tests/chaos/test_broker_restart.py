@@ -39,7 +39,7 @@ def test_every_process_rides_out_a_broker_sigkill_and_nothing_is_lost_or_learned
     g = group()
     infer = [workers.spawn(s, *infer_args(g)) for _ in range(2)]
     learner = learners.start(s, group_id=f"chaos-learn-{g}")
-    learner.wait_active()
+    learner.wait_active(timeout=120)
     for w in infer:  # two partitions each: the group has settled
         w.wait_for(lambda pg: len(pg.select("riverflow_consumer_lag")) == 2, timeout=90)
     every = [*infer, learner]
