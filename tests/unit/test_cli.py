@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -79,3 +80,22 @@ def test_json_logs_and_unknown_variables_are_reported() -> None:
     assert records[0]["level"] == "WARNING" and records[0]["logger"] == "riverflow"
     assert "did you mean RIVERFLOW_BOOTSTRAP_SERVERS?" in records[0]["message"]
     assert "time" in records[0]
+
+
+def test_confluent_without_its_package_is_a_usage_error_naming_the_extra() -> None:
+    """Every command that talks to Kafka takes --kafka-client; confluent asked for where
+    confluent-kafka is missing exits 2 saying how to install it."""
+    absent = (
+        "import sys; sys.modules['confluent_kafka'] = None; "
+        "from riverflow.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
+    for command in (["topics", "create"], ["infer"], ["learn"], ["simulate"], ["reset", "--yes"]):
+        result = subprocess.run(
+            [sys.executable, "-c", absent, *command, "--kafka-client", "confluent"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "RIVERFLOW_MODEL_SIGNING_KEY": "k" * 32},
+        )
+        assert result.returncode == 2, (command, result.stderr)
+        assert 'pip install "riverflow[fast]"' in result.stderr, (command, result.stderr)

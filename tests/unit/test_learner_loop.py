@@ -1,0 +1,129 @@
+"""The learner's loop over the in-memory Kafka (tests/fakes.py): it becomes active, learns each
+labelled event once, publishes snapshots in transactions, and stands by when another learner
+fences it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from consumers.learner import Learner
+from consumers.model_publisher import SnapshotPublisher
+from online_model.presets import resolve
+from online_model.snapshot import Trust, loads
+from riverflow.lifecycle import Stopper
+from riverflow.metrics import LearnerMetrics
+from riverflow.settings import Settings
+from riverflow.transport import TopicPartition
+from tests.fakes import FakeClients, FakeKafka
+from tests.integration.learner_support import base_ts, feedback, prediction
+
+KEY = "k" * 32
+MODELS = TopicPartition("m", 0)
+
+
+@pytest.fixture
+def kafka() -> FakeKafka:
+    kafka = FakeKafka()
+    admin = kafka.clients().admin()
+    for topic, partitions in (("m", 1), ("p", 2), ("f", 2), ("dl", 1)):
+        admin.create_topic(topic, partitions)
+    return kafka
+
+
+def settings() -> Settings:
+    return Settings(
+        model="logreg",
+        models_topic="m",
+        predictions_topic="p",
+        feedback_topic="f",
+        dead_letters_topic="dl",
+        model_signing_key=KEY,
+        auto_offset_reset="earliest",
+        snapshot_every=10,
+    )
+
+
+@pytest.fixture
+def learner(kafka: FakeKafka) -> Iterator[Learner]:
+    made = Learner(settings(), kafka.clients(), resolve("logreg"), LearnerMetrics(), Stopper())
+    with made:
+        made.start()
+        yield made
+
+
+def send_events(clients: FakeClients, first: int, n: int, bad: bool = False) -> None:
+    producer = clients.producer()
+    ts = base_ts()
+    for i in range(first, first + n):
+        key = f"s{i % 3}".encode()
+        producer.send("p", key, prediction(f"e{i}", ts + i, {"x": float(i)}))
+        producer.send("f", key, feedback(f"e{i}", ts + i, i % 2 == 0))
+    if bad:
+        producer.send("f", b"s0", b"not json")
+    assert producer.flush(1) == 0
+
+
+def become_active(learner: Learner) -> None:
+    learner.group.poll_batch(0)  # the group assigns the models partition: active
+    assert learner._may_activate()
+    learner._activate()
+    assert learner.session is not None
+
+
+def run_until_published(learner: Learner, published: int) -> None:
+    for _ in range(50):
+        learner._step()
+        if learner.metrics.snapshots_published._value.get() >= published:
+            return
+    raise AssertionError(f"{published} snapshots never published")
+
+
+def committed_snapshots(kafka: FakeKafka) -> list[bytes]:
+    return [
+        e.message.value
+        for e in kafka.log(MODELS)
+        if e.message is not None and e.state == "committed" and e.message.value is not None
+    ]
+
+
+def test_an_active_learner_learns_each_event_once_and_publishes_in_transactions(
+    kafka: FakeKafka, learner: Learner
+) -> None:
+    become_active(learner)
+    send_events(kafka.clients(), 0, 25, bad=True)
+    run_until_published(learner, 1)
+    learner._step_down(publish=True, timeout_s=1)
+
+    blobs = committed_snapshots(kafka)
+    last = loads(blobs[-1], Trust(KEY.encode()))
+    assert last.header.learned_count == 25 and last.header.version == len(blobs)
+    # The checkpoint is the inputs' positions: a successor resumes after every event.
+    assert sum(last.header.positions.values()) == 2 * 25 + 1
+    dead = [e.message for e in kafka.log(TopicPartition("dl", 0)) if e.message is not None]
+    assert [m.value for m in dead] == [b"not json"]
+    # The snapshots were written by the model's transactional producer, whose epoch counts
+    # every fence: this learner's one.
+    assert kafka.epochs == {"riverflow-learn-m-logreg": 0}
+
+
+def test_a_fenced_learner_stands_by_without_publishing_and_stops_cleanly(
+    kafka: FakeKafka, learner: Learner
+) -> None:
+    become_active(learner)
+    send_events(kafka.clients(), 0, 12)
+    run_until_published(learner, 1)
+    before = committed_snapshots(kafka)
+
+    # Another learner of the model takes over (its session fences the transactional id).
+    SnapshotPublisher(settings(), kafka.clients()).fence(1)
+    send_events(kafka.clients(), 12, 12)
+    for _ in range(50):
+        learner._step()
+        if learner.session is None:
+            break
+    assert learner.session is None and learner._await_rebalance
+    assert learner.metrics.learner_active._value.get() == 0
+    assert not learner._may_activate()  # not before the group has rebalanced
+    assert committed_snapshots(kafka) == before  # nothing of the fenced learner is visible
