@@ -17,6 +17,7 @@ from riverflow.metrics import LearnerMetrics
 from riverflow.settings import Settings
 from riverflow.transport import TopicPartition
 from tests.fakes import FakeClients, FakeKafka
+from tests.integration.kit import wait_until
 from tests.integration.learner_support import base_ts, feedback, prediction
 
 KEY = "k" * 32
@@ -73,11 +74,11 @@ def become_active(learner: Learner) -> None:
 
 
 def run_until_published(learner: Learner, published: int) -> None:
-    for _ in range(50):
+    def done() -> bool:
         learner._step()
-        if learner.metrics.snapshots_published._value.get() >= published:
-            return
-    raise AssertionError(f"{published} snapshots never published")
+        return bool(learner.metrics.snapshots_published._value.get() >= published)
+
+    wait_until(done, timeout=30, what=f"{published} snapshots published")
 
 
 def committed_snapshots(kafka: FakeKafka) -> list[bytes]:
@@ -119,11 +120,13 @@ def test_a_fenced_learner_stands_by_without_publishing_and_stops_cleanly(
     # Another learner of the model takes over (its session fences the transactional id).
     SnapshotPublisher(settings(), kafka.clients()).fence(1)
     send_events(kafka.clients(), 12, 12)
-    for _ in range(50):
+
+    def stood_by() -> bool:  # the refused snapshot is seen once its thread is done
         learner._step()
-        if learner.session is None:
-            break
-    assert learner.session is None and learner._await_rebalance
+        return learner.session is None
+
+    wait_until(stood_by, timeout=30, what="the fenced learner to stand by")
+    assert learner._await_rebalance
     assert learner.metrics.learner_active._value.get() == 0
     assert not learner._may_activate()  # not before the group has rebalanced
     assert committed_snapshots(kafka) == before  # nothing of the fenced learner is visible
