@@ -16,9 +16,10 @@ import timeit
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from riverflow.extract import Message, ReadingExtractor
+from riverflow.extract import ReadingExtractor
 from riverflow.mapping import parse_mapping
 from riverflow.schemas import Decoder, now_ms
+from riverflow.transport.base import Message
 
 MAPPING = """
 [readings]
@@ -69,7 +70,7 @@ def main() -> None:
     decoder = Decoder(max_features=256, max_message_bytes=65536, max_ts_skew_s=86400)
     mapping = parse_mapping(MAPPING, "benchmark")
     extractor = ReadingExtractor(mapping.readings, 256, 65536, 86400)
-    record = Message("telemetry", 3, 12345, b"pump-7", nested, now)
+    record = Message("telemetry", 3, 12345, b"pump-7", nested, (), now)
     mapped = extractor.reading(record, now)
     assert len(mapped.features) == 8 and mapped.categories == {
         "status": "running",

@@ -27,7 +27,9 @@ from online_model.drift import FeatureDriftMonitor
 from online_model.presets import resolve
 from riverflow.connectivity import BrokerLink
 from riverflow.errors import InvalidEvent, describe, duplicate_instance
+from riverflow.extract import ReadingExtractor
 from riverflow.lifecycle import Stopper
+from riverflow.mapping import mapped_settings, mapping_of
 from riverflow.metrics import (
     ANOMALY_OUTPUT_BUCKETS,
     DEFAULT_OUTPUT_BUCKETS,
@@ -37,7 +39,7 @@ from riverflow.metrics import (
     serve,
 )
 from riverflow.options import add_worker_arguments, settings_from
-from riverflow.schemas import Decoder, Reading, now_ms, prediction_value
+from riverflow.schemas import Decoder, ReadingLike, now_ms, prediction_value
 from riverflow.settings import Settings
 from riverflow.transport import Batch, Clients, Consumer, TopicPartition, clients_for, lag_samples
 from riverflow.transport.errors import InstanceFenced, TransportError
@@ -85,7 +87,19 @@ class InferenceWorker:
         stopper: Stopper | None = None,
         metrics: InferenceMetrics | None = None,
     ) -> None:
+        # A mapping reads another shape of record, from the topic it names (riverflow.mapping).
+        self.mapping = mapping_of(settings)
+        settings = mapped_settings(settings, self.mapping)
         spec = resolve(settings.model)
+        self.mapped: ReadingExtractor | None = None
+        if self.mapping is not None:
+            spec = spec.with_categories(self.mapping.readings.categorical)
+            self.mapped = ReadingExtractor(
+                self.mapping.readings,
+                settings.max_features,
+                settings.max_message_bytes,
+                settings.max_ts_skew_s,
+            )
         self.settings = settings
         self.name = settings.model_name
         self.task = spec.task
@@ -172,6 +186,8 @@ class InferenceWorker:
             s.dead_letters_topic,
             self.delivery.name,
         )
+        if self.mapping is not None:
+            log.info("infer: readings mapped by %s", self.mapping.source)
 
     def run(self) -> None:
         """Serve batches until a signal or ``--idle-exit`` asks to stop, then close."""
@@ -221,13 +237,14 @@ class InferenceWorker:
         served = self.follower.current
         model, version, task, name = served.model, served.version, self.task, self.name
         decode = self.decoder.reading
+        mapped = self.mapped
         predict = tasks.predict
         observe_call = self._call_latency.observe
         clock = time.perf_counter
         send = self.delivery.send
         topic = self.settings.predictions_topic
         now = now_ms()
-        valid: list[Reading] = []
+        valid: list[ReadingLike] = []
         outputs: list[Any] = []
         refused: list[InvalidEvent] = []
         offsets: Offsets = {}
@@ -244,17 +261,29 @@ class InferenceWorker:
                             self._dead_letter(record, give_up.error, refused, give_up.bare, True)
                             continue
                         alone = refusals.alone(record)
+                    reading: ReadingLike
                     try:
-                        reading = decode(record.value, now)
+                        if mapped is None:
+                            reading = decode(record.value, now)
+                            x, extra = reading.features, None
+                        else:
+                            reading = mapped.reading(record, now)
+                            x, extra = reading.x, reading.extra
                     except InvalidEvent as exc:
                         self._dead_letter(record, exc, refused, alone=alone)
                         continue
                     try:
                         t0 = clock()
-                        prediction, scores = predict(model, task, reading.features)
+                        prediction, scores = predict(model, task, x)
                         observe_call(clock() - t0)
                         value = prediction_value(
-                            reading, name, version, prediction, scores, time.time_ns() // 1_000_000
+                            reading,
+                            name,
+                            version,
+                            prediction,
+                            scores,
+                            time.time_ns() // 1_000_000,
+                            extra,
                         )
                     except Exception as exc:  # any estimator may raise on any reading
                         error = InvalidEvent(
@@ -309,7 +338,7 @@ class InferenceWorker:
         log.log(log_at, "batch of %d partitions failed, re-reading it: %s", len(batch), exc)
 
     def _record(
-        self, valid: list[Reading], refused: list[InvalidEvent], produced_ms: int, took: float
+        self, valid: list[ReadingLike], refused: list[InvalidEvent], produced_ms: int, took: float
     ) -> None:
         """Metrics and drift for a batch whose outputs are in Kafka."""
         m = self.metrics
@@ -330,7 +359,7 @@ class InferenceWorker:
             )
         m.batch_latency.observe(took)
 
-    def _update_drift(self, valid: list[Reading]) -> None:
+    def _update_drift(self, valid: list[ReadingLike]) -> None:
         """Feed every Nth valid reading (feature_drift_every, counted across batches) to the
         feature drift monitor and publish its detections and scores."""
         m = self.metrics

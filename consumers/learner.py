@@ -34,6 +34,7 @@ from online_model.presets import ModelSpec, resolve
 from riverflow.connectivity import BrokerLink
 from riverflow.errors import BrokerError, duplicate_instance
 from riverflow.lifecycle import Stopper
+from riverflow.mapping import mapped_settings, mapping_of
 from riverflow.metrics import LearnerMetrics, serve
 from riverflow.options import add_worker_arguments, settings_from
 from riverflow.settings import Settings
@@ -150,6 +151,11 @@ class Learner:
         metrics: LearnerMetrics,
         stopper: Stopper,
     ) -> None:
+        # A mapping reads another shape of feedback, from the topic it names (riverflow.mapping).
+        self.mapping = mapping_of(settings)
+        settings = mapped_settings(settings, self.mapping)
+        if self.mapping is not None:
+            spec = spec.with_categories(self.mapping.readings.categorical)
         self.settings = settings
         self.clients = clients
         self.spec = spec
@@ -242,7 +248,13 @@ class Learner:
         # The models partition only marks who is active; its records are read by the session.
         self.group.pause([self._models])
         session = Session(
-            self.settings, self.clients, self.spec, self.metrics, self.dead_letters, self.trust
+            self.settings,
+            self.clients,
+            self.spec,
+            self.metrics,
+            self.dead_letters,
+            self.trust,
+            self.mapping,
         )
         try:
             session.start()

@@ -166,7 +166,7 @@ class Learning:
         learn_now = self.task == "anomaly" and replay is Replay.LIVE
         if learn_now:
             try:
-                served.score = float(self.model.score_one(prediction.features))
+                served.score = float(self.model.score_one(prediction.x))
             except Exception as exc:  # a custom model may refuse anything; never crash on data
                 self._refused(exc, record)
                 return
@@ -176,7 +176,7 @@ class Learning:
             self._duplicate.inc()
             return
         if learn_now:
-            self._learn(prediction.features, None, record)
+            self._learn(prediction.x, None, record)
         if result.outcome is Outcome.LATE:
             self.metrics.unlabelled_predictions.labels("expired").inc()
         elif result.evicted is not None:
@@ -213,7 +213,7 @@ class Learning:
             self.evaluator.update(y, served.score)
             err = error(self.task, y, served.score)
         else:
-            x = prediction.features
+            x = prediction.x
             try:
                 err = evaluate_one(self.model, self.task, x, y, self.evaluator, self._argmax)
             except Exception as exc:  # a custom model may refuse anything; never crash on data

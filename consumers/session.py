@@ -26,6 +26,8 @@ from online_model.presets import ModelSpec
 from online_model.snapshot import SnapshotHeader, Trust, dumps, loads, verify
 from riverflow import dead_letters
 from riverflow.errors import ConfigError, InvalidEvent, SnapshotError
+from riverflow.extract import FeedbackExtractor
+from riverflow.mapping import Mapping
 from riverflow.metrics import LearnerMetrics
 from riverflow.schemas import Decoder, now_ms
 from riverflow.settings import Settings
@@ -75,6 +77,7 @@ class Session:
         metrics: LearnerMetrics,
         dead_letters: Producer,
         trust: Trust,
+        mapping: Mapping | None = None,
     ) -> None:
         self.settings = settings
         self.clients = clients
@@ -83,6 +86,12 @@ class Session:
         self._dead_letters = dead_letters
         self._trust = trust  # its key signs what this session publishes
         self.decoder = Decoder.from_settings(settings)
+        # Feedback of another shape, read through the mapping (riverflow.mapping).
+        self.mapped: FeedbackExtractor | None = None
+        if mapping is not None and mapping.feedback is not None:
+            self.mapped = FeedbackExtractor(
+                mapping.feedback, settings.max_message_bytes, settings.max_ts_skew_s
+            )
         self.publisher = SnapshotPublisher(settings, clients)
         # One thread publishes snapshots, one at a time: the transactional producer is used
         # from that thread only (fence() and close() run when nothing is in flight).
@@ -285,12 +294,15 @@ class Session:
         self.learning.add_prediction(prediction, record, key, record.offset, kind)
 
     def _feedback(self, record: Record, key: str, kind: Replay, now: int) -> None:
+        # A re-read label was validated when first read; its ts may have left the skew window.
+        skew_now = now if kind is Replay.LIVE else None
         try:
+            if self.mapped is None:
+                feedback = self.decoder.feedback(record.value, skew_now)
+            else:
+                feedback = self.mapped.feedback(record, skew_now)
             if kind is Replay.LIVE:
-                feedback = self.decoder.feedback(record.value, now)
                 check_label(self.spec.task, feedback.label)
-            else:  # validated when first read; its ts may have left the skew window since
-                feedback = self.decoder.feedback(record.value, None)
         except InvalidEvent as exc:
             self._invalid(record, exc)
             return

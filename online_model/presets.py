@@ -12,11 +12,11 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from river import anomaly, forest, linear_model, naive_bayes, preprocessing, tree
+from river import anomaly, compose, forest, linear_model, naive_bayes, preprocessing, tree
 
 from online_model.tasks import Task, task_of
 from riverflow.errors import ConfigError
@@ -33,6 +33,29 @@ class ModelSpec:
 
     def build(self) -> Any:
         return self.factory()
+
+    def with_categories(self, names: Sequence[str]) -> ModelSpec:
+        """The same model behind a one-hot encoding of the categorical features ``names``
+        (strings): ``status="running"`` becomes ``status_running=1``, so every preset (and any
+        River estimator) takes them; numbers pass through unchanged. River classes only, so
+        snapshots stay within the unpickler's allow-list.
+
+        >>> spec = resolve("logreg").with_categories(["status"])
+        >>> model = spec.build()
+        >>> model.learn_one({"t": 1.0, "status": "running"}, True)
+        >>> sorted(model.predict_proba_one({"t": 1.0, "status": "stopped"}))
+        [False, True]
+        """
+        if not names:
+            return self
+        chosen = tuple(names)
+        factory = self.factory
+
+        def build() -> Any:
+            encode = compose.SelectType(str) | preprocessing.OneHotEncoder()
+            return compose.TransformerUnion(encode, compose.Discard(*chosen)) | factory()
+
+        return ModelSpec(self.name, self.task, build, f"{self.doc}, one-hot {', '.join(chosen)}")
 
 
 PRESETS: dict[str, ModelSpec] = {

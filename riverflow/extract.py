@@ -13,7 +13,8 @@ numeric strings (``"71.2"``: other systems often quote numbers); NaN and infinit
 >>> from riverflow.mapping import parse_mapping
 >>> m = parse_mapping('[readings]\\nentity = "d.id"\\nfeatures = ["m.t", "m.on"]\\n', "m")
 >>> r = ReadingExtractor(m.readings, max_features=8, max_message_bytes=4096, max_ts_skew_s=60)
->>> rec = Message("t", 0, 5, None, b'{"d": {"id": "p7"}, "m": {"t": 71, "on": true}}', 1000)
+>>> from riverflow.transport.base import Message
+>>> rec = Message("t", 0, 5, None, b'{"d": {"id": "p7"}, "m": {"t": 71, "on": true}}', (), 1000)
 >>> got = r.reading(rec, now_ms=1000)
 >>> got.event_id, got.sensor_id, got.ts, got.features
 ('t-0-5', 'p7', 1000, {'m.t': 71.0, 'm.on': 1.0})
@@ -26,7 +27,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any
 
 from pydantic_core import SchemaValidator, ValidationError, from_json
 from pydantic_core import core_schema as cs
@@ -57,17 +58,6 @@ _ANY = cs.any_schema()
 _WHAT = {"number": "not a number", "text": f"not a string of 1 to {MAX_TEXT} characters"}
 
 
-class Message(NamedTuple):
-    """A record as extractors read it (any transport's record has these attributes)."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    timestamp: int
-
-
 @dataclass(slots=True)
 class MappedReading:
     """A reading taken from a mapped record: what inference predicts on and echoes."""
@@ -85,6 +75,13 @@ class MappedReading:
         if self.categories:
             return {**self.features, **self.categories}
         return self.features
+
+    @property
+    def extra(self) -> dict[str, Any]:
+        """What its prediction carries beyond riverflow's own fields."""
+        if self.categories:
+            return {"categories": self.categories, "source": self.source}
+        return {"source": self.source}
 
     @property
     def source(self) -> dict[str, Any]:

@@ -107,6 +107,24 @@ class Mapping(_Table):
 _TABLES: dict[str, type[_Table]] = {"readings": ReadingsMap, "feedback": FeedbackMap}
 
 
+def mapping_of(settings: Any) -> Mapping | None:
+    """The mapping the settings name (``--mapping``, ``RIVERFLOW_MAPPING``), or None."""
+    return load_mapping(settings.mapping) if settings.mapping else None
+
+
+def mapped_settings(settings: Any, mapping: Mapping | None) -> Any:
+    """``settings`` with the readings and feedback topics the mapping names, so every part
+    that reads or writes them (workers, replay, topics) follows the mapping."""
+    if mapping is None:
+        return settings
+    return settings.model_copy(
+        update={
+            "readings_topic": mapping.readings_topic(settings),
+            "feedback_topic": mapping.feedback_topic(settings),
+        }
+    )
+
+
 def load_mapping(path: str | os.PathLike[str]) -> Mapping:
     """Read and validate a mapping file; any problem is a ConfigError naming line and key."""
     file = Path(path)

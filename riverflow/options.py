@@ -73,3 +73,21 @@ def add_worker_arguments(parser: argparse.ArgumentParser, kind: str, metrics_por
         help="static group member id, one per worker: a restart under the same id gets its "
         "partitions back at once ({hostname} is replaced; default: dynamic membership)",
     )
+    parser.add_argument(
+        "--deployment",
+        dest="deployment",
+        metavar="NAME",
+        help="the deployment label of every metric, to tell deployments apart on one "
+        "Prometheus (default: the model's name)",
+    )
+    add_mapping_argument(parser)
+
+
+def add_mapping_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--mapping",
+        dest="mapping",
+        metavar="FILE",
+        help="TOML mapping: where readings and feedback are in records of another shape "
+        "(env RIVERFLOW_MAPPING; default: riverflow's own messages)",
+    )

@@ -23,7 +23,7 @@ import json
 import math
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import Annotated, Any, ParamSpec, Protocol, TypeVar
 
 import orjson
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, ValidationError
@@ -112,6 +112,17 @@ class Prediction(_Message):
     prediction: WireLabel | None
     scores: dict[str, float] | None = None
     features: Features
+    # Readings read through a mapping (riverflow.mapping): their categorical features, and
+    # where the reading was (key, topic, partition, offset).
+    categories: dict[Id, Annotated[str, Field(max_length=256)]] | None = None
+    source: dict[str, Any] | None = None
+
+    @property
+    def x(self) -> dict[str, Any]:
+        """What the model was given: the features and the categories."""
+        if self.categories:
+            return {**self.features, **self.categories}
+        return self.features
 
 
 _READING_FIELDS = frozenset(Reading.model_fields)
@@ -314,13 +325,27 @@ def feedback_value(event_id: str, sensor_id: str, ts: int, label: Label) -> byte
     return dumps({"event_id": event_id, "sensor_id": sensor_id, "ts": ts, "label": label})
 
 
+class ReadingLike(Protocol):
+    """What a prediction is built from: a :class:`Reading`, or a reading a mapping read."""
+
+    @property
+    def event_id(self) -> str: ...
+    @property
+    def sensor_id(self) -> str: ...
+    @property
+    def ts(self) -> int: ...
+    @property
+    def features(self) -> dict[str, float]: ...
+
+
 def prediction_value(
-    reading: Reading,
+    reading: ReadingLike,
     model: str,
     version: int,
     prediction: Any,
     scores: dict[str, float] | None,
     predicted_ts: int,
+    extra: dict[str, Any] | None = None,
 ) -> bytes:
     """A :class:`Prediction` of ``reading``, built for inference's hot path.
 
@@ -328,7 +353,8 @@ def prediction_value(
     for ``json.dumps`` of the same dict, whose float formatting dominates (docs/PERFORMANCE.md).
     orjson writes NaN and infinity as null, so the model's outputs are checked here (a
     ValueError); the features were checked by the decoder. An integer beyond 64 bits, which
-    orjson refuses, is written by ``to_json``.
+    orjson refuses, is written by ``to_json``. ``extra`` adds the fields of a mapped reading
+    (``categories``, ``source``).
 
     >>> r = Reading(event_id="e1", sensor_id="s1", ts=1000, features={"x": 1.0})
     >>> prediction_value(r, "logreg", 3, True, {"False": 0.2, "True": 0.8}, 1005)
@@ -351,6 +377,8 @@ def prediction_value(
         "scores": scores,
         "features": reading.features,
     }
+    if extra:
+        value.update(extra)
     try:
         return orjson.dumps(value)
     except orjson.JSONEncodeError:

@@ -77,6 +77,12 @@ class Settings(BaseSettings):
 
     # Models and snapshots.
     model: str = "logreg"
+    # A deployment's name in metrics (label `deployment`): two deployments of one model on one
+    # Prometheus differ by it. Default: the model's name.
+    deployment: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+    # A TOML file saying where readings and feedback are in records of another shape
+    # (riverflow/mapping.py); None: riverflow's own messages.
+    mapping: str | None = None
     model_signing_key: SecretStr | None = None
     # Without a key every snapshot is refused; this explicit opt-in loads them unverified.
     allow_unsigned_snapshots: bool = False
@@ -148,6 +154,11 @@ class Settings(BaseSettings):
     def allowed_modules(self) -> list[str]:
         """``snapshot_allowed_modules`` as a list."""
         return [m.strip() for m in self.snapshot_allowed_modules.split(",") if m.strip()]
+
+    @property
+    def deployment_name(self) -> str:
+        """The ``deployment`` label of every metric: the setting, or the model's name."""
+        return self.deployment or self.model_name
 
     @property
     def model_name(self) -> str:

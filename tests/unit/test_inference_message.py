@@ -27,7 +27,18 @@ def test_value_matches_the_prediction_contract() -> None:
         "prediction": True,
         "scores": {"False": 0.25, "True": 0.75},
         "features": {"a": 1.0, "b": -2.5},
+        "categories": None,
+        "source": None,
     }
+
+
+def test_a_mapped_reading_adds_its_categories_and_source() -> None:
+    source = {"key": "pump-7", "topic": "telemetry", "partition": 1, "offset": 42}
+    extra = {"categories": {"status": "running"}, "source": source}
+    raw = prediction_value(READING, "logreg", 4, False, None, 1_012, extra)
+    decoded = Decoder(8, 4096, 60).prediction(raw)
+    assert decoded.categories == {"status": "running"} and decoded.source == source
+    assert decoded.x == {"a": 1.0, "b": -2.5, "status": "running"}
 
 
 def test_regression_value_has_null_scores_and_compact_json() -> None:

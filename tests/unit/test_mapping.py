@@ -15,9 +15,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from riverflow.errors import MAX_MESSAGE_CHARS, ConfigError, InvalidEvent
-from riverflow.extract import FeedbackExtractor, MappedReading, Message, ReadingExtractor
+from riverflow.extract import FeedbackExtractor, MappedReading, ReadingExtractor
 from riverflow.mapping import load_mapping, parse_mapping
 from riverflow.schemas import REASONS
+from riverflow.transport.base import Message
 
 TELEMETRY = """\
 [readings]
@@ -50,7 +51,7 @@ READING = {
 
 def record(value: Any, key: bytes | None = b"k1", ts: int = AT_MS, offset: int = 9) -> Message:
     raw = value if isinstance(value, bytes) or value is None else json.dumps(value).encode()
-    return Message("telemetry", 2, offset, key, raw, ts)
+    return Message("telemetry", 2, offset, key, raw, (), ts)
 
 
 def readings(text: str = TELEMETRY, max_features: int = 16) -> ReadingExtractor:
@@ -344,3 +345,17 @@ def test_any_record_is_read_or_refused_with_a_known_reason(raw: bytes) -> None:
             assert all(type(v) is float and math.isfinite(v) for v in got.features.values())
             assert all(type(v) is str for v in (got.categories or {}).values())
             assert 0 <= got.ts < 2**63
+
+
+@pytest.mark.parametrize("command", ["infer", "learn"])
+def test_workers_exit_2_on_a_wrong_mapping_naming_line_and_key(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from riverflow.cli import main
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[readings]\nfeatures = ["a"]\ntime_format = 3\n')
+    argv = [command, "--mapping", str(bad), "--metrics-port", "0"]
+    assert main([*argv, "--bootstrap-servers", "127.0.0.1:1"]) == 2
+    err = capsys.readouterr().err
+    assert "line 3: readings.time_format" in err and str(bad) in err
