@@ -36,6 +36,7 @@ from riverflow.metrics import (
     HistogramBatch,
     InferenceMetrics,
     OutputDistribution,
+    deployment_labels,
     serve,
 )
 from riverflow.options import add_worker_arguments, settings_from
@@ -103,7 +104,7 @@ class InferenceWorker:
         self.settings = settings
         self.name = settings.model_name
         self.task = spec.task
-        self.group_id = settings.group_id or f"riverflow-infer-{self.name}"
+        self.group_id = settings.group_id or f"riverflow-infer-{settings.deployment_name}"
         self.stopper = stopper or Stopper(settings.idle_exit_s)
         self.metrics = metrics or InferenceMetrics()
         self.outputs = OutputDistribution(self.metrics, self.task)
@@ -477,7 +478,12 @@ def run(args: argparse.Namespace) -> int:
     clients = clients_for(settings)  # a client that is not installed is a usage error, found now
     stopper = Stopper(settings.idle_exit_s).install()
     metrics = InferenceMetrics(output_buckets=output_buckets(settings))
-    serve(metrics.registry, settings.metrics_port, DEFAULT_METRICS_PORT)
+    serve(
+        metrics.registry,
+        settings.metrics_port,
+        DEFAULT_METRICS_PORT,
+        deployment_labels(settings),
+    )
     worker = InferenceWorker(settings, clients, stopper, metrics)
     # What is loaded by now lives as long as the process: keep it out of the collector's
     # passes, which every batch's short-lived records would otherwise trigger over it.

@@ -35,7 +35,7 @@ from riverflow.connectivity import BrokerLink
 from riverflow.errors import BrokerError, duplicate_instance
 from riverflow.lifecycle import Stopper
 from riverflow.mapping import mapped_settings, mapping_of
-from riverflow.metrics import LearnerMetrics, serve
+from riverflow.metrics import LearnerMetrics, deployment_labels, serve
 from riverflow.options import add_worker_arguments, settings_from
 from riverflow.settings import Settings
 from riverflow.transport import (
@@ -128,7 +128,12 @@ def run(args: argparse.Namespace) -> int:
     metrics = LearnerMetrics()
     # Signals first: once the metrics page answers, a SIGTERM is a clean stop (as in inference).
     stopper = Stopper(settings.idle_exit_s).install()
-    serve(metrics.registry, settings.metrics_port, DEFAULT_METRICS_PORT)
+    serve(
+        metrics.registry,
+        settings.metrics_port,
+        DEFAULT_METRICS_PORT,
+        deployment_labels(settings),
+    )
     # Everything imported so far lives as long as the process: keep it out of the collector's
     # full passes, which otherwise walk it again and again among the pending entries.
     gc.freeze()
@@ -172,7 +177,7 @@ class Learner:
         self._activate_failures = 0
         self.link = BrokerLink(settings.bootstrap_servers, metrics.kafka_connected)
         metrics.add_lag(lambda: self.session.lag if self.session else [])
-        self.group_id = settings.group_id or f"riverflow-learn-{settings.model_name}"
+        self.group_id = settings.group_id or f"riverflow-learn-{settings.deployment_name}"
         self._closing = contextlib.ExitStack()  # what start() made, closed in reverse order
 
     def __enter__(self) -> Learner:

@@ -37,6 +37,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "learn": ("consumers.learner", "learner: join feedback, learn, evaluate, publish models"),
     "up": ("riverflow.up", "run the whole pipeline on this machine with a live summary"),
     "reset": ("riverflow.reset", "delete riverflow's topics and consumer groups on the broker"),
+    "mapping": (
+        "riverflow.mapping_check",
+        "mapping check FILE: show what a payload mapping reads from its topics",
+    ),
 }
 # Commands whose loop installs a Stopper: a signal while they start is held for it.
 GRACEFUL = {"simulate", "replay", "infer", "learn", "up"}

@@ -23,7 +23,7 @@ from prometheus_client import (
     disable_created_metrics,
     start_http_server,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from online_model.snapshot import REJECT_REASONS
@@ -356,14 +356,46 @@ def _zero(counter: Counter, values: Iterable[str]) -> None:
         counter.labels(value)
 
 
-def serve(registry: CollectorRegistry, port: int | None, default: int) -> None:
+class DeploymentLabels(Collector):
+    """Every sample of ``registry`` with the process's ``model`` and ``deployment`` labels
+    added, as Prometheus scrapes it: two deployments on one Prometheus never mix, and the
+    worker's own metrics (and tests reading them) stay without them. One value of each per
+    process, so the labels add no cardinality within a deployment."""
+
+    def __init__(self, registry: CollectorRegistry, labels: dict[str, str]) -> None:
+        self.registry, self.labels = registry, labels
+
+    def collect(self) -> Iterable[Metric]:
+        extra = self.labels
+        for family in self.registry.collect():
+            labelled = Metric(family.name, family.documentation, family.type, family.unit)
+            labelled.samples = [s._replace(labels={**s.labels, **extra}) for s in family.samples]
+            yield labelled
+
+
+def deployment_labels(settings: Any) -> dict[str, str]:
+    """The labels every metric of a worker carries: its model's name and its deployment."""
+    return {"model": settings.model_name, "deployment": settings.deployment_name}
+
+
+def serve(
+    registry: CollectorRegistry,
+    port: int | None,
+    default: int,
+    labels: dict[str, str] | None = None,
+) -> None:
     """Serve ``registry`` from a daemon thread on ``port`` (None: the command's ``default``;
-    0: not at all). A port already in use is a usage error."""
+    0: not at all), each sample with ``labels`` added. A port already in use is a usage
+    error."""
     port = default if port is None else port
     if not port:
         return
+    exposed = registry
+    if labels:
+        exposed = CollectorRegistry()
+        exposed.register(DeploymentLabels(registry, labels))
     try:
-        start_http_server(port, addr="0.0.0.0", registry=registry)
+        start_http_server(port, addr="0.0.0.0", registry=exposed)
     except OSError as exc:
         raise ConfigError(
             f"cannot serve metrics on port {port} ({exc}): pass another --metrics-port"

@@ -64,7 +64,9 @@ def add_worker_arguments(parser: argparse.ArgumentParser, kind: str, metrics_por
         help="stop cleanly (flush, commit, snapshot) after S seconds without input",
     )
     parser.add_argument(
-        "--group-id", dest="group_id", help=f"consumer group (default riverflow-{kind}-<model>)"
+        "--group-id",
+        dest="group_id",
+        help=f"consumer group (default riverflow-{kind}-<deployment>)",
     )
     parser.add_argument(
         "--instance-id",

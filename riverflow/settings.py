@@ -54,7 +54,8 @@ class Settings(BaseSettings):
     # How often clients refresh topic metadata: partitions added to an input topic are read
     # within this time (Kafka's default, 5 minutes, is long for a scale-out step).
     metadata_refresh_s: float = Field(30.0, gt=0)
-    group_id: str | None = None  # default: riverflow-infer-<model> / riverflow-learn-<model>
+    # Default: riverflow-infer-<deployment> / riverflow-learn-<deployment>.
+    group_id: str | None = None
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     max_poll_records: int = Field(500, ge=1)
     # Batches take milliseconds; 5 minutes leaves room for a slow snapshot without a rebalance.

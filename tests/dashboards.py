@@ -71,15 +71,17 @@ def substitute(expr: str, values: dict[str, str]) -> str:
     return VARIABLE.sub(one, expr)
 
 
-def panel_queries(rng: str = "1m") -> list[PanelQuery]:
+def panel_queries(rng: str = "1m", chosen: dict[str, str] | None = None) -> list[PanelQuery]:
     """Every ``targets[].expr`` of every panel of every dashboard, ready for Prometheus.
 
     ``rng`` replaces ``$__rate_interval``, ``$__interval`` and ``$__range``; it must hold at
-    least two scrapes for ``rate()`` to return a value.
+    least two scrapes for ``rate()`` to return a value. ``chosen`` sets variables as a user
+    would pick them (``{"model": "logreg", "deployment": "a"}``); the others keep their
+    dashboard's current value.
     """
     queries = []
     for dashboard in load_dashboards().values():
-        values = variable_values(dashboard, rng)
+        values = {**variable_values(dashboard, rng), **(chosen or {})}
         for panel in panels(dashboard):
             for target in panel.get("targets", []):
                 if target.get("expr"):

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 from river import preprocessing
 
 from riverflow.schemas import now_ms
@@ -18,6 +19,8 @@ from riverflow.topics import create_topics
 from riverflow.transport import clients_for
 from tests.integration.kit import Stack, Workers, wait_until
 from tests.integration.learner_support import snapshots
+
+pytestmark = pytest.mark.integration
 
 N = 240
 SITES = ("north", "south")
@@ -108,6 +111,25 @@ def test_mapped_telemetry_runs_through_infer_and_learn(
     producer.send(topics["feedback_topic"], None, json.dumps(unknown).encode())
     assert producer.flush(30) == 0
     producer.close(10)
+
+    # mapping check: what would be read, record by record, and nothing produced.
+    check = s.run("mapping", "check", str(mapping), "--sample", str(N + 10), check=False)
+    assert check.returncode == 1, check.stderr  # some records would be refused
+    lines = check.stdout.splitlines()
+    shown = [json.loads(line.split(" ok ", 1)[1]) for line in lines if " ok " in line]
+    assert {r["event_id"] for r in shown if "features" in r} == set(sent)
+    first = next(r for r in shown if r.get("event_id") == "m-1" and "features" in r)
+    assert first["entity"] == "pump-1" and first["categories"] == {
+        "status": "idle",
+        "device.site": "south",
+    }
+    assert {r["label"] for r in shown if "label" in r} == {True, False}
+    refusals = [line for line in lines if " REFUSED " in line]
+    assert len(refusals) == 4 and any("metrics.temp_c: missing" in r for r in refusals)
+    assert f"{topics['readings_topic']}: {N + 3} read, {N} readable, 3 refused" in lines
+    assert f"{topics['feedback_topic']}: {N + 1} read, {N} readable, 1 refused" in lines
+    assert s.read(s.settings.predictions_topic) == []
+    assert s.read(s.settings.dead_letters_topic) == []
 
     infer = workers.spawn(s, "infer", "--model", "logreg", "--mapping", str(mapping))
     learn = workers.spawn(s, "learn", "--model", "logreg", env={"RIVERFLOW_MAPPING": str(mapping)})

@@ -377,15 +377,24 @@ def test_grafana_loads_the_repo_dashboards(compose: dict[str, Any]) -> None:
     assert home_file is not None and home_file.is_file()
 
 
-def test_dashboards_have_unique_uids_and_use_the_provisioned_datasource(
-    compose: dict[str, Any],
-) -> None:
+def test_dashboards_have_unique_uids_and_pick_their_datasource(compose: dict[str, Any]) -> None:
+    """Importable into any Grafana: every Prometheus reference is the ``$datasource`` variable
+    (no fixed uid), which starts on the default data source (the provisioned one here), and
+    every dashboard can be narrowed to models and deployments."""
     dashboards = load_dashboards()
     assert len(dashboards) == 3
     uids = [d["uid"] for d in dashboards.values()]
     assert len(set(uids)) == len(uids) and all(uids)
-    uid = provisioned_datasource(compose)["uid"]
+    assert provisioned_datasource(compose)["isDefault"] is True
+    uid = "${datasource}"
     for path, dashboard in dashboards.items():
+        variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+        source = variables["datasource"]
+        assert source["type"] == "datasource" and source["query"] == "prometheus"
+        assert not source["current"], "the default data source, whatever its uid"
+        for name in ("model", "deployment"):
+            assert variables[name]["includeAll"] and variables[name]["multi"], path.name
+        assert "riverflow-prometheus" not in path.read_text(), path.name
         refs = [p["datasource"] for p in panels(dashboard)]
         refs += [t["datasource"] for p in panels(dashboard) for t in p.get("targets", [])]
         refs += [v["datasource"] for v in dashboard["templating"]["list"] if "datasource" in v]
