@@ -26,6 +26,7 @@ class Outgoing:
     label: Label | None = None
     label_delay: float = 0.0
     ts: int | str | None = None
+    categories: dict[str, str] | None = None  # text values, written by replay --mapping
 
 
 def run_prefix() -> str:
@@ -36,4 +37,3 @@ def run_prefix() -> str:
     both: strip the prefix and two runs with one seed line up event by event.
     """
     return uuid.uuid4().hex[:12]
-

@@ -34,6 +34,7 @@ from producers.progress import Progress
 from riverflow.connectivity import BrokerLink
 from riverflow.errors import BrokerError, RiverflowError
 from riverflow.lifecycle import Stopper
+from riverflow.mapping_encode import MappedEncoder
 from riverflow.schemas import feedback_value, now_ms, reading_value
 from riverflow.settings import Settings
 from riverflow.topics import create_topics
@@ -101,8 +102,10 @@ class Publisher:
         stopper: Stopper | None = None,
         progress: Progress | None = None,
         clock: Callable[[], float] = time.monotonic,
+        encoder: MappedEncoder | None = None,
     ) -> None:
         self.settings = settings
+        self.encoder = encoder  # replay --mapping: records in the mapped shape
         self.name = name
         self.rate = rate
         self.delay_unit = delay_unit
@@ -280,13 +283,25 @@ class Publisher:
 
     def _send_reading(self, event: Outgoing) -> bool:
         ts = now_ms() if event.ts is None else event.ts
-        value = reading_value(event.event_id, event.sensor_id, ts, event.features)
+        if self.encoder is not None:
+            # A time a CSV gave as text is a reading's own format: the mapping writes epoch ms.
+            when = ts if isinstance(ts, int) else now_ms()
+            value = self.encoder.reading(
+                event.event_id, event.sensor_id, when, event.features, event.categories
+            )
+        else:
+            value = reading_value(event.event_id, event.sensor_id, ts, event.features)
         return self._send(self.settings.readings_topic, event.sensor_id, value)
 
     def _send_labels(self, due: list[Outgoing]) -> None:
         for event in due:
             assert event.label is not None  # only labelled events are scheduled
-            value = feedback_value(event.event_id, event.sensor_id, now_ms(), event.label)
+            if self.encoder is not None:
+                value = self.encoder.feedback(
+                    event.event_id, event.sensor_id, now_ms(), event.label
+                )
+            else:
+                value = feedback_value(event.event_id, event.sensor_id, now_ms(), event.label)
             if self._send(self.settings.feedback_topic, event.sensor_id, value):
                 self.report.labels += 1
 

@@ -18,7 +18,9 @@ from producers.options import add_label_delay, add_rate, number
 from producers.publisher import MAX_BLOCK_S, Publisher, ensure_topics
 from producers.tabular import FeatureCleaner, open_source, to_events
 from riverflow.lifecycle import Stopper
-from riverflow.options import settings_from
+from riverflow.mapping import mapped_settings, mapping_of
+from riverflow.mapping_encode import MappedEncoder
+from riverflow.options import add_mapping_argument, settings_from
 from riverflow.schemas import now_ms
 from riverflow.transport import clients_for
 
@@ -38,6 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--ts-column", help="CSV: reading ts, epoch ms or ISO-8601 (default the send time)"
     )
+    add_mapping_argument(parser)
     add_rate(parser, default=0)
     parser.add_argument("--limit", type=number(int, 1), help="replay at most this many rows")
     delay = parser.add_mutually_exclusive_group()
@@ -51,7 +54,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = settings_from(args)
+    # --mapping: the mapped topics, in the mapped shape (riverflow.mapping_encode).
+    mapping = mapping_of(settings_from(args))
+    settings = mapped_settings(settings_from(args), mapping)
+    encoder = MappedEncoder(mapping) if mapping is not None else None
+    categorical: frozenset[str] = frozenset()
+    if mapping is not None:
+        paths = mapping.readings.categorical
+        categorical = frozenset([*paths, *(p.rsplit(".", 1)[-1] for p in paths)])
     table = open_source(
         args.source,
         target=args.target,
@@ -67,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
         id_prefix=prefix,
         label_delay=args.label_delay_events if by_events else args.label_delay,
         cleaner=cleaner,
+        categorical=categorical,
     )
     if args.limit is not None:
         events = itertools.islice(events, args.limit)
@@ -83,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
         rate=args.rate,
         delay_unit="readings" if by_events else "seconds",
         stopper=Stopper().install(),
+        encoder=encoder,
     )
     try:
         publisher.run(events)

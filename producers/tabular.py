@@ -136,17 +136,28 @@ class FeatureCleaner:
 
 
 def to_events(
-    table: Table, *, id_prefix: str, label_delay: float, cleaner: FeatureCleaner
+    table: Table,
+    *,
+    id_prefix: str,
+    label_delay: float,
+    cleaner: FeatureCleaner,
+    categorical: frozenset[str] = frozenset(),
 ) -> Iterator[Outgoing]:
-    """Readings in table order; rows without an id get ``<id_prefix>-<row number>``."""
+    """Readings in table order; rows without an id get ``<id_prefix>-<row number>``. Columns
+    named in ``categorical`` keep their text (``replay --mapping``)."""
     for seq, row in enumerate(table.rows):
+        x, categories = row.x, None
+        if categorical:
+            categories = {str(k): str(v) for k, v in x.items() if k in categorical and v != ""}
+            x = {k: v for k, v in x.items() if k not in categorical}
         yield Outgoing(
             event_id=row.event_id or f"{id_prefix}-{seq}",
             sensor_id=row.sensor_id or table.name,
-            features=cleaner(row.x),
+            features=cleaner(x),
             label=wire_label(row.y),
             label_delay=label_delay,
             ts=row.ts,
+            categories=categories,
         )
 
 

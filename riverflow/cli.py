@@ -20,7 +20,7 @@ from riverflow import __version__
 from riverflow.config_file import CONFIG_ENV, config_path, read_config
 from riverflow.errors import ConfigError, RiverflowError
 from riverflow.lifecycle import hold_signals, release_signals
-from riverflow.options import add_kafka_arguments, settings_from
+from riverflow.options import add_kafka_arguments, add_mapping_argument, settings_from
 from riverflow.settings import unknown_config, unknown_env
 from riverflow.transport.errors import TransportError
 
@@ -107,9 +107,11 @@ def _not_ours(broker: LocalKafka) -> str:
 
 
 def _topics(args: argparse.Namespace) -> int:
+    from riverflow.mapping import mapped_settings, mapping_of
     from riverflow.topics import create_topics
 
-    for line in create_topics(settings_from(args), args.partitions):
+    settings = settings_from(args)
+    for line in create_topics(mapped_settings(settings, mapping_of(settings)), args.partitions):
         print(line)
     return 0
 
@@ -189,6 +191,7 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     topics.add_argument("action", choices=["create"])
     topics.add_argument("--partitions", type=int, help="partitions per data topic (default 6)")
     add_kafka_arguments(topics)
+    add_mapping_argument(topics)
     topics.set_defaults(func=_topics)
 
     for name, (module, help_text) in COMMANDS.items():

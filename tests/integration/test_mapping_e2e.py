@@ -206,3 +206,55 @@ def _steps(model: Any) -> list[Any]:
     ):
         found += _steps(child)
     return found
+
+
+def test_replay_writes_a_csv_in_the_mapped_shape(stack: Any, tmp_path: Path) -> None:
+    """replay --mapping sends rows to the mapped topics as the mapped system would, and the
+    mapping reads every one of them back (mapping check, exit 0)."""
+    s: Stack = stack(partitions=2)
+    uid = uuid.uuid4().hex[:8]
+    mapping = tmp_path / "telemetry.toml"
+    mapping.write_text(mapping_text(f"telemetry-{uid}", f"outcomes-{uid}"))
+    rows = ["msg,device,temp_c,vibration,rpm,status,site,outcome"]
+    for i in range(30):
+        rpm = "" if i % 4 == 0 else str(1400 + i)  # optional: left empty
+        rows.append(
+            f"m-{i},pump-{i % 3},{60 + i},{i / 100},{rpm},{STATUSES[i % 3]},"
+            f"{SITES[i % 2]},{'true' if i % 5 == 0 else 'false'}"
+        )
+    csv = tmp_path / "telemetry.csv"
+    csv.write_text("\n".join(rows) + "\n")
+    s.run("topics", "create", "--mapping", str(mapping))
+    s.run(
+        "replay",
+        str(csv),
+        "--target",
+        "outcome",
+        "--id-column",
+        "msg",
+        "--sensor-column",
+        "device",
+        "--mapping",
+        str(mapping),
+    )
+    check = s.run("mapping", "check", str(mapping), "--sample", "100")
+    lines = check.stdout.splitlines()
+    shown = {}
+    for line in lines:
+        if " ok " in line:
+            record = json.loads(line.split(" ok ", 1)[1])
+            shown.setdefault(record["event_id"], {}).update(record)
+    assert len(shown) == 30
+    assert shown["m-1"]["features"] == {
+        "metrics.temp_c": 61.0,
+        "metrics.vibration": 0.01,
+        "metrics.rpm": 1401.0,
+    }
+    assert "metrics.rpm" not in shown["m-0"]["features"]
+    assert shown["m-1"]["categories"] == {"status": "idle", "device.site": "south"}
+    assert shown["m-1"]["entity"] == "pump-1"
+    assert [shown[f"m-{i}"]["label"] for i in range(6)] == [True, False, False, False, False, True]
+    assert f"telemetry-{uid}: 30 read, 30 readable, 0 refused" in lines
+    assert f"outcomes-{uid}: 30 read, 30 readable, 0 refused" in lines
+    raw = json.loads(s.read(f"telemetry-{uid}", expect=30)[0].value)
+    assert set(raw) == {"msg_id", "device", "measured_at", "metrics", "status"}
