@@ -369,7 +369,7 @@ class DeploymentLabels(Collector):
         extra = self.labels
         for family in self.registry.collect():
             labelled = Metric(family.name, family.documentation, family.type, family.unit)
-            labelled.samples = [s._replace(labels={**s.labels, **extra}) for s in family.samples]
+            labelled.samples = [s._replace(labels={**extra, **s.labels}) for s in family.samples]
             yield labelled
 
 
