@@ -250,6 +250,7 @@ class ReadingExtractor(_Extractor):
         self._validate_json = validator.validate_json
         self._validate_python = validator.validate_python
         self._iso = spec.time_format in ("iso8601", "auto")
+        self._auto = spec.time_format == "auto"  # digit strings are epoch numbers then
         self._optional = tuple(optional)
         self._categorical = tuple(spec.categorical)
         self._include, self._exclude = tuple(spec.include), tuple(spec.exclude)
@@ -287,7 +288,7 @@ class ReadingExtractor(_Extractor):
             else:
                 value = pop(TIME)
                 ts = -1
-                if self._iso and type(value) is str:
+                if self._iso and type(value) is str and not (self._auto and value.isdigit()):
                     try:  # the usual case inlined: an ISO-8601 time with its offset
                         ts = (_fromisoformat(value) - _EPOCH) // _MS
                     except (ValueError, TypeError, OverflowError):
