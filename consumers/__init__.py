@@ -1,1 +1,3 @@
-"""Consumers: the inference workers, the learner and the join store between them."""
+"""Consumers: two subsystems, :mod:`consumers.inference` (serve a prediction per reading) and
+:mod:`consumers.learner` (join labels to predictions, learn, publish models), and the reader of
+the models topic both use (``snapshot_feed``)."""

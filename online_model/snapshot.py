@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 MAGIC = b"RFSNAP1\n"
 _U32 = struct.Struct(">I")
 
-# Where the classes of the learner's evaluation state are defined (see consumers/learning.py).
+# Where the classes of the learner's evaluation state are defined (see consumers/learner/state.py).
 EVALUATION_MODULES = ("online_model.evaluation", "online_model.drift")
 
 # snapshot_rejected_total{reason} values.

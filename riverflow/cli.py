@@ -33,8 +33,11 @@ log = logging.getLogger("riverflow")
 COMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("producers.simulate", "synthetic sensor fleet with injectable drift and labels"),
     "replay": ("producers.replay", "replay a River dataset or a CSV file as readings + feedback"),
-    "infer": ("consumers.inference", "inference consumer: predict on every reading"),
-    "learn": ("consumers.learner", "learner: join feedback, learn, evaluate, publish models"),
+    "infer": ("consumers.inference.worker", "inference consumer: predict on every reading"),
+    "learn": (
+        "consumers.learner.worker",
+        "learner: join feedback, learn, evaluate, publish models",
+    ),
     "up": ("riverflow.up", "run the whole pipeline on this machine with a live summary"),
     "reset": ("riverflow.reset", "delete riverflow's topics and consumer groups on the broker"),
     "mapping": (

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from consumers.checkpoint import Replay
-from consumers.learning import Learning, LearningConfig, check_label, check_prediction
+from consumers.learner.checkpoint import Replay
+from consumers.learner.state import Learning, LearningConfig, check_label, check_prediction
 from online_model.presets import resolve
 from riverflow.errors import MAX_MESSAGE_CHARS, InvalidEvent, describe
 from riverflow.metrics import LearnerMetrics

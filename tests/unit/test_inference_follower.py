@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from river import linear_model, preprocessing, tree
 
-from consumers.model_follower import ModelFollower, ServedModel, trust_from
+from consumers.inference.model_follower import ModelFollower, ServedModel, trust_from
 from online_model.snapshot import SnapshotHeader, Trust, dumps
 from riverflow.errors import ConfigError
 from riverflow.settings import load_settings

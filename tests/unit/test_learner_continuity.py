@@ -6,8 +6,8 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from consumers.checkpoint import Checkpoint, PartitionReplay, Replay
-from consumers.learning import Learning, LearningConfig
+from consumers.learner.checkpoint import Checkpoint, PartitionReplay, Replay
+from consumers.learner.state import Learning, LearningConfig
 from online_model.presets import resolve
 from online_model.snapshot import SnapshotHeader, Trust, dumps, loads
 from riverflow.metrics import LearnerMetrics

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from river import base
 
-from consumers.checkpoint import Replay
-from consumers.learning import Learning, LearningConfig, check_label, check_prediction
+from consumers.learner.checkpoint import Replay
+from consumers.learner.state import Learning, LearningConfig, check_label, check_prediction
 from online_model.presets import ModelSpec, resolve
 from riverflow.errors import InvalidEvent
 from riverflow.metrics import LearnerMetrics

@@ -8,9 +8,9 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from consumers.checkpoint import Checkpoint, PartitionReplay, Replay, to_runs
-from consumers.join_store import Side
-from consumers.learning import Learning, LearningConfig
+from consumers.learner.checkpoint import Checkpoint, PartitionReplay, Replay, to_runs
+from consumers.learner.join_store import Side
+from consumers.learner.state import Learning, LearningConfig
 from online_model.presets import resolve
 from online_model.snapshot import SnapshotHeader, Trust, dumps, loads
 from riverflow.metrics import LearnerMetrics

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from consumers.join_store import Side
-from consumers.learning import MessageSizes
+from consumers.learner.join_store import Side
+from consumers.learner.state import MessageSizes
 from riverflow.metrics import InferenceMetrics, OutputDistribution
 
 

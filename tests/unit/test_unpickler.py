@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from river import cluster, ensemble, facto, linear_model, optim
 
-import consumers.model_follower
+import consumers.inference.model_follower
 import online_model.snapshot
 import online_model.unpickler
 from online_model.presets import PRESETS, resolve
@@ -345,7 +345,7 @@ def test_an_allowed_module_admits_what_it_defines_not_what_it_imports() -> None:
 
 
 @pytest.mark.parametrize(
-    "module", [online_model.unpickler, online_model.snapshot, consumers.model_follower]
+    "module", [online_model.unpickler, online_model.snapshot, consumers.inference.model_follower]
 )
 def test_docstring_examples(module: Any) -> None:
     result = doctest.testmod(module)

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from time import perf_counter
 from typing import Any
 
-from consumers.checkpoint import Replay
-from consumers.join_store import Entry, Join, MemoryJoinStore, Outcome, Side
+from consumers.learner.checkpoint import Replay
+from consumers.learner.join_store import Entry, Join, MemoryJoinStore, Outcome, Side
 from online_model.drift import ConceptDriftMonitor
 from online_model.evaluation import (
     Evaluator,

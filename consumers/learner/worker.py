@@ -6,7 +6,7 @@ that partition is active (the cooperative sticky assignor keeps it where it is w
 come and go; a dead holder's partition moves after the session timeout, or at once to its
 restart when the learner has an ``--instance-id``: static membership).
 
-Becoming active starts a :class:`consumers.session.Session`: fence earlier learners of the
+Becoming active starts a :class:`consumers.learner.session.Session`: fence earlier learners of the
 model, load the latest snapshot and resume the inputs from its checkpoint. Then, batch by
 batch: decode, join, test-then-train, watch drift, and publish a snapshot every
 ``snapshot_every`` learned events or ``snapshot_interval_s`` seconds when the model changed, at
@@ -26,9 +26,9 @@ import logging
 import time
 from types import TracebackType
 
-from consumers.model_follower import trust_from
-from consumers.model_publisher import Fenced
-from consumers.session import Session
+from consumers.inference.model_follower import trust_from
+from consumers.learner.model_publisher import Fenced
+from consumers.learner.session import Session
 from online_model.drift import DETECTORS, make_detector
 from online_model.presets import ModelSpec, resolve
 from riverflow.connectivity import BrokerLink

@@ -1,10 +1,11 @@
 """The active learner's session: from loading the latest snapshot to stepping down.
 
-A :class:`Session` fences earlier learners of the model (see :mod:`consumers.model_publisher`),
-loads the latest snapshot (or starts from the preset, version 0), and resumes both inputs from
-the checkpoint in its header (see :mod:`consumers.checkpoint`) with a manually assigned
-consumer: the snapshot, not group offsets, is the checkpoint. Each :meth:`Session.batch`
-decodes, joins, learns and evaluates (:mod:`consumers.learning`); :meth:`Session.publish`
+A :class:`Session` fences earlier learners of the model (see
+:mod:`consumers.learner.model_publisher`), loads the latest snapshot (or starts from the preset,
+version 0), and resumes both inputs from the checkpoint in its header (see
+:mod:`consumers.learner.checkpoint`) with a manually assigned consumer: the snapshot, not group
+offsets, is the checkpoint. Each :meth:`Session.batch` decodes, joins, learns and evaluates
+(:mod:`consumers.learner.state`); :meth:`Session.publish`
 captures the model and checkpoint between batches and hands them to a snapshot thread.
 
 The session receives its transport's clients and is driven from the learner's loop thread only.
@@ -18,9 +19,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from consumers.checkpoint import Checkpoint, PartitionReplay, Replay, partition_key
-from consumers.learning import Learning, LearningConfig, check_label, check_prediction
-from consumers.model_publisher import PublishFailed, SnapshotPublisher
+from consumers.learner.checkpoint import Checkpoint, PartitionReplay, Replay, partition_key
+from consumers.learner.model_publisher import PublishFailed, SnapshotPublisher
+from consumers.learner.state import Learning, LearningConfig, check_label, check_prediction
 from consumers.snapshot_feed import SnapshotFeed, feed_consumer
 from online_model.presets import ModelSpec
 from online_model.snapshot import SnapshotHeader, Trust, dumps, loads, verify

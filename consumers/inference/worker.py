@@ -18,9 +18,9 @@ from collections.abc import Iterable
 from types import TracebackType
 from typing import Any, TypeVar
 
-from consumers.delivery import BatchFailed, Delivery, Offsets, RecordRefused, delivery_for
-from consumers.model_follower import ModelFollower, ServedModel, trust_from
-from consumers.refusals import Refusals
+from consumers.inference.delivery import BatchFailed, Delivery, Offsets, RecordRefused, delivery_for
+from consumers.inference.model_follower import ModelFollower, ServedModel, trust_from
+from consumers.inference.refusals import Refusals
 from consumers.snapshot_feed import SnapshotFeed, feed_consumer
 from online_model import tasks
 from online_model.drift import FeatureDriftMonitor
@@ -325,7 +325,8 @@ class InferenceWorker:
 
     def _rewind(self, batch: Batch, exc: Exception) -> None:
         """Abort the batch and seek back to its start; a record Kafka refused is counted, so
-        that it is given up after a bounded number of attempts (:mod:`consumers.refusals`)."""
+        that it is given up after a bounded number of attempts
+        (:mod:`consumers.inference.refusals`)."""
         self.refusals.suspect(self.delivery.abort())
         if isinstance(exc, RecordRefused):
             self.refusals.refused(exc.record, exc.error)
