@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from consumers.learner import Learner
-from consumers.model_publisher import SnapshotPublisher
+from consumers.learner.model_publisher import SnapshotPublisher
+from consumers.learner.worker import Learner
 from online_model.presets import resolve
 from online_model.snapshot import Trust, loads
 from riverflow.lifecycle import Stopper
