@@ -254,7 +254,14 @@ def producer_config(
 
 
 def _on_client_error(err: KafkaError) -> None:
-    (log.error if err.fatal() else log.warning)("Kafka client: %s", err.str())
+    """librdkafka reports a broker that is away many times a second, per client: riverflow says
+    so once per change (:mod:`riverflow.connectivity`), so those reports show at DEBUG only."""
+    if err.fatal():
+        log.error("Kafka client: %s", err.str())
+    elif err.code() in _UNAVAILABLE:
+        log.debug("Kafka client: %s", err.str())
+    else:
+        log.warning("Kafka client: %s", err.str())
 
 
 def _on_commit(err: KafkaError | None, partitions: Any) -> None:
