@@ -68,6 +68,8 @@ librdkafka_log = logging.getLogger("kafka.librdkafka")
 SERVE_EVERY = 1000
 # How often librdkafka reports its brokers' states, which connected() reads.
 STATS_INTERVAL_MS = 1000
+# How often an admin request about a topic just created is asked again.
+METADATA_RETRY_S = 0.2
 # A consumer error repeated within this many seconds is not logged again.
 ERROR_LOG_EVERY_S = 60.0
 
@@ -742,6 +744,18 @@ class ConfluentAdmin:
         }
 
     def describe_configs(self, names: Collection[str]) -> dict[str, dict[str, str]]:
+        """A topic created a moment ago may be unknown to the broker that answers for a while
+        (UNKNOWN_TOPIC_OR_PART): asked again until ``timeout_s``."""
+        deadline = time.monotonic() + self._timeout_s
+        while True:
+            try:
+                return self._describe_configs(names)
+            except TopicMissing:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(METADATA_RETRY_S)
+
+    def _describe_configs(self, names: Collection[str]) -> dict[str, dict[str, str]]:
         futures = self._a.describe_configs([ConfigResource("topic", n) for n in names])
         found: dict[str, dict[str, str]] = {}
         with _mapped():
