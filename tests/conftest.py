@@ -13,6 +13,7 @@ whole session, so the tests are seen to hold on a loaded machine: ``python -m py
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -21,9 +22,10 @@ from typing import Any
 
 import pytest
 
-from riverflow.errors import BrokerError
+from riverflow.errors import BrokerError, RiverflowError
 from riverflow.local_kafka import LocalKafka
-from tests.integration.kit import Stack, Workers, make_stack
+from riverflow.local_prometheus import LocalPrometheus
+from tests.integration.kit import Stack, Workers, free_port, make_stack
 from tests.integration.learner_support import learners  # noqa: F401 - a fixture for learner tests
 from tests.integration.outage_support import own_broker  # noqa: F401 - a broker a test may kill
 
@@ -123,6 +125,22 @@ def stack(kafka_bootstrap: str) -> Callable[..., Stack]:
         return make_stack(kafka_bootstrap, partitions, **overrides)
 
     return make
+
+
+@pytest.fixture
+def prometheus(tmp_path: Path) -> Iterator[LocalPrometheus]:
+    """A Prometheus of this machine with the repo's config and rules; targets set by the test."""
+    if shutil.which("prometheus") is None:
+        pytest.fail("prometheus is not installed: `apt-get install prometheus` provides it")
+    local = LocalPrometheus(tmp_path / "prometheus", free_port())
+    try:
+        local.start()
+    except RiverflowError as exc:
+        pytest.fail(f"Prometheus did not start: {exc}")
+    try:
+        yield local
+    finally:
+        local.stop()
 
 
 @pytest.fixture

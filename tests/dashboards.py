@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,3 +91,28 @@ def panel_queries(rng: str = "1m", chosen: dict[str, str] | None = None) -> list
                         )
                     )
     return queries
+
+
+def wait_for_panels(
+    query: Callable[[str], list[Any]],
+    queries: list[PanelQuery],
+    timeout: float,
+    interval: float,
+    whose: str = "",
+) -> None:
+    """Ask ``query`` (a PromQL expression -> its series) until every panel query has an answer:
+    rate() needs two scrapes of a target, so the first answers come some seconds in."""
+    from tests.integration.kit import wait_until  # here: the unit tests use the rest alone
+
+    empty = list(queries)
+
+    def answered() -> bool:
+        empty[:] = [q for q in empty if not query(q.expr)]
+        return not empty
+
+    wait_until(
+        answered,
+        timeout,
+        lambda: f"{whose}data in every panel:\n" + "\n".join(map(str, empty)),
+        interval,
+    )

@@ -8,7 +8,6 @@ import contextlib
 import os
 import signal
 import socket
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pytest
 
 from riverflow.errors import BrokerError
 from riverflow.local_kafka import LocalKafka
-from tests.integration.kit import free_port
+from tests.integration.kit import free_port, wait_until
 
 
 def free_port_pair() -> int:
@@ -53,10 +52,7 @@ class OwnBroker:
         os.kill(pid, signal.SIGKILL)
         with contextlib.suppress(ChildProcessError):  # started by this process: reap it
             os.waitpid(pid, 0)
-        deadline = time.monotonic() + 30
-        while self.kafka.pid() is not None:
-            assert time.monotonic() < deadline, f"broker pid {pid} survived SIGKILL"
-            time.sleep(0.05)
+        wait_until(lambda: self.kafka.pid() is None, 30, f"broker pid {pid} to die", 0.05)
 
     def stop(self) -> None:
         self.kafka.stop()

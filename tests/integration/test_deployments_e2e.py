@@ -5,18 +5,14 @@ returns belongs to that deployment alone."""
 from __future__ import annotations
 
 import json
-import shutil
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from riverflow.errors import RiverflowError
 from riverflow.local_prometheus import LocalPrometheus
-from tests.dashboards import panel_queries
-from tests.integration.kit import Stack, free_port, free_ports
+from tests.dashboards import panel_queries, wait_for_panels
+from tests.integration.kit import Stack, free_ports
 
 pytestmark = pytest.mark.integration
 
@@ -24,21 +20,6 @@ pytestmark = pytest.mark.integration
 DEPLOYMENTS = {"pumps": "logreg", "fans": "hoeffding"}
 RATE = 150
 DURATION = 25
-
-
-@pytest.fixture
-def prometheus(tmp_path: Path) -> Iterator[LocalPrometheus]:
-    if shutil.which("prometheus") is None:
-        pytest.fail("prometheus is not installed: `apt-get install prometheus` provides it")
-    local = LocalPrometheus(tmp_path / "prometheus", free_port())
-    try:
-        local.start()
-    except RiverflowError as exc:
-        pytest.fail(f"Prometheus did not start: {exc}")
-    try:
-        yield local
-    finally:
-        local.stop()
 
 
 def test_two_deployments_fill_every_panel_and_never_mix(
@@ -80,16 +61,7 @@ def test_two_deployments_fill_every_panel_and_never_mix(
                 "instance": "|".join(sorted(instances)),
             }
             queries = panel_queries("1m", chosen)
-            results: dict[str, list[dict[str, Any]]] = {}
-            empty = queries
-            deadline = time.monotonic() + 90
-            while empty and time.monotonic() < deadline:
-                for q in empty:
-                    results[q.expr] = prometheus.query(q.expr)
-                empty = [q for q in empty if not results[q.expr]]
-                if empty:
-                    time.sleep(2)
-            assert empty == [], f"{deployment}: panels without data:\n" + "\n".join(map(str, empty))
+            wait_for_panels(prometheus.query, queries, 90, 2, f"{deployment}: ")
             for q in queries:
                 for series in prometheus.query(q.expr):
                     labels = series["metric"]

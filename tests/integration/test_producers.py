@@ -12,7 +12,7 @@ import pytest
 from river import datasets
 
 from riverflow.schemas import Decoder, now_ms
-from tests.integration.kit import Stack
+from tests.integration.kit import Stack, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -64,9 +64,7 @@ def test_sigterm_stops_cleanly_and_sends_labels_not_yet_due(stack: Any, tmp_path
     log = tmp_path / "simulate.log"
     proc = s.start("simulate", "--rate", "100", "--label-delay", "60", log_path=str(log))
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and "readings" not in log.read_text():
-            time.sleep(0.2)
+        wait_until(lambda: "readings" in log.read_text(), 60, "simulate's first progress line")
         time.sleep(1.0)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0

@@ -24,7 +24,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from riverflow.errors import RiverflowError
 from riverflow.local_prometheus import LocalPrometheus
 from riverflow.metrics import InferenceMetrics, LearnerMetrics
-from tests.dashboards import panel_queries
+from tests.dashboards import panel_queries, wait_for_panels
 from tests.integration.kit import free_port, wait_until
 
 pytestmark = pytest.mark.integration
@@ -246,14 +246,7 @@ def query(url: str, expr: str) -> list[Any]:
 
 
 def test_every_dashboard_query_answers_from_worker_metrics(prometheus: str) -> None:
-    empty = panel_queries("1m")
-
-    def answered() -> bool:
-        # rate() needs two scrapes of a target: retry until every query has an answer.
-        empty[:] = [q for q in empty if not query(prometheus, q.expr)]
-        return not empty
-
-    wait_until(answered, 60, lambda: "answers to every query:\n" + "\n".join(map(str, empty)), 1)
+    wait_for_panels(lambda expr: query(prometheus, expr), panel_queries("1m"), 60, 1)
     jobs = {r["metric"]["job"] for r in query(prometheus, "up == 1")}
     assert jobs == {"inference", "learner"}
     assert len(query(prometheus, 'up{job="inference"} == 1')) == 2

@@ -10,17 +10,15 @@ import shutil
 import subprocess
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from riverflow.errors import RiverflowError
 from riverflow.local_prometheus import DEPLOY, LocalPrometheus
-from tests.dashboards import panel_queries
-from tests.integration.kit import free_port, free_ports, wait_until
+from tests.dashboards import panel_queries, wait_for_panels
+from tests.integration.kit import free_ports
 
 pytestmark = pytest.mark.integration
 
@@ -32,21 +30,6 @@ DURATION = 50
 def alert_expr(name: str) -> str:
     groups = yaml.safe_load((DEPLOY / "alerts.yml").read_text())["groups"]
     return next(r["expr"] for g in groups for r in g["rules"] if r.get("alert") == name)
-
-
-@pytest.fixture
-def prometheus(tmp_path: Path) -> Iterator[LocalPrometheus]:
-    if shutil.which("prometheus") is None:
-        pytest.fail("prometheus is not installed: `apt-get install prometheus` provides it")
-    local = LocalPrometheus(tmp_path / "prometheus", free_port())
-    try:
-        local.start()
-    except RiverflowError as exc:
-        pytest.fail(f"Prometheus did not start: {exc}")
-    try:
-        yield local
-    finally:
-        local.stop()
 
 
 def test_dashboards_show_data_from_real_workers_and_drift_alerts(
@@ -110,13 +93,7 @@ def test_dashboards_show_data_from_real_workers_and_drift_alerts(
         )
         drift_time = started + DRIFT_AT / RATE
 
-        empty = panel_queries("1m")
-
-        def answered() -> bool:
-            empty[:] = [q for q in empty if not prometheus.query(q.expr)]
-            return not empty
-
-        wait_until(answered, 60, lambda: "data in every panel:\n" + "\n".join(map(str, empty)), 2)
+        wait_for_panels(prometheus.query, panel_queries("1m"), 60, 2)
         assert len(prometheus.query('up{job="inference"} == 1')) == 2
         assert len(prometheus.query('up{job="learner"} == 1')) == 1
         for port in [*infer_ports, learn_port]:  # every worker's page passes Prometheus' lint
