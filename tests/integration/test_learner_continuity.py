@@ -103,7 +103,9 @@ def test_a_takeover_continues_every_quality_series_and_the_drift_count(
     expected = reference.wait_for(caught_up, timeout=120)
 
     got, want = quality(taken_over), quality(expected)
-    assert want[("riverflow_concept_drift_detections_total", ("detector", "adwin"))] >= 1
+    # Every sample carries the worker's model and deployment (logreg, by default).
+    drift = ("deployment", "logreg"), ("detector", "adwin"), ("model", "logreg")
+    assert want[("riverflow_concept_drift_detections_total", *drift)] >= 1
     assert got.keys() == want.keys()
     for key, value in want.items():
         assert abs(got[key] - value) <= 1e-9, (key, got[key], value)
