@@ -17,6 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 
+from online_model.history import pin_key
 from riverflow.topics import MODELS_MAX_MESSAGE_BYTES
 from riverflow.transport import Clients, Consumer, Record, topic_partitions
 from riverflow.transport.errors import Timeout
@@ -38,6 +39,9 @@ class SnapshotFeed:
     def __init__(self, consumer: Consumer, topic: str, model_name: str) -> None:
         self.topic = topic
         self._key = model_name.encode()
+        self._pin_key = pin_key(model_name)
+        # The model's pin record as of latest(): None when there is none (or it was deleted).
+        self.pin: bytes | None = None
         self._consumer = consumer
         self.refused_newer = 0
 
@@ -79,7 +83,9 @@ class SnapshotFeed:
                 break
             for records in c.poll_batch(0.2).values():
                 for record in self._mine(records):
-                    if record.value is None:
+                    if record.key == self._pin_key:
+                        self.pin = record.value
+                    elif record.value is None:
                         last, self.refused_newer = None, 0
                     elif (reason := refuse(record.value)) is None:
                         last, self.refused_newer = record.value, 0
@@ -97,8 +103,9 @@ class SnapshotFeed:
         return last
 
     def poll(self) -> list[bytes | None]:
-        """Snapshot values of this model published since the last call, oldest first (``None``
-        for a tombstone); never blocks (timeout 0), so it can run between every batch."""
+        """Snapshot values of this model and its pin records published since the last call,
+        oldest first (``None`` for a tombstone); never blocks (timeout 0), so it can run
+        between every batch."""
         return [
             record.value
             for records in self._consumer.poll_batch(0).values()
@@ -106,10 +113,11 @@ class SnapshotFeed:
         ]
 
     def _mine(self, records: Sequence[Record]) -> list[Record]:
-        """This model's records; a tombstone among them is logged."""
-        mine = [r for r in records if r.key == self._key]
+        """This model's records and its pin records; a tombstone of the model is logged."""
+        keys = (self._key, self._pin_key)
+        mine = [r for r in records if r.key in keys]
         for r in mine:
-            if r.value is None:
+            if r.value is None and r.key == self._key:
                 log.warning(
                     "model %s was deleted: tombstone on %s partition %d offset %d",
                     self._key.decode(),

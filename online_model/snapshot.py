@@ -96,10 +96,15 @@ def _sign(key: bytes, header: bytes, payload: bytes) -> bytes:
 def dumps(
     header: SnapshotHeader, model: Any, key: bytes | None = None, evaluation: Any = None
 ) -> bytes:
-    head = json.dumps(asdict(header), separators=(",", ":"), sort_keys=True).encode()
     payload = pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
     if evaluation is not None:
         payload += pickle.dumps(evaluation, protocol=pickle.HIGHEST_PROTOCOL)
+    return assemble(header, payload, key)
+
+
+def assemble(header: SnapshotHeader, payload: bytes, key: bytes | None) -> bytes:
+    """A snapshot of ``header`` and an already pickled ``payload``, signed with ``key``."""
+    head = json.dumps(asdict(header), separators=(",", ":"), sort_keys=True).encode()
     sig = _sign(key, head, payload) if key else b""
     return b"".join((MAGIC, _U32.pack(len(head)), head, _U32.pack(len(sig)), sig, payload))
 

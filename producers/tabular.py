@@ -187,6 +187,13 @@ def offline_datasets() -> list[str]:
     return sorted(type(ds).__name__ for ds in _river_datasets().values() if _usable_offline(ds))
 
 
+def dataset_size(name: str) -> int | None:
+    """How many rows the River dataset ``name`` has; None for anything else (a CSV file)."""
+    ds = _river_datasets().get(_key(name))
+    n = getattr(ds, "n_samples", None)
+    return n if isinstance(n, int) else None
+
+
 def open_dataset(name: str) -> Table:
     """A River dataset by name, case-insensitive (``phishing``, ``image-segments``)."""
     ds = _river_datasets().get(_key(name))

@@ -44,6 +44,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "riverflow.mapping_check",
         "mapping check FILE: show what a payload mapping reads from its topics",
     ),
+    "models": ("riverflow.models_cli", "list, show, export, import, train, roll back, pin models"),
 }
 # Commands whose loop installs a Stopper: a signal while they start is held for it.
 GRACEFUL = {"simulate", "replay", "infer", "learn", "up"}

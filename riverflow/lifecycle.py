@@ -74,6 +74,8 @@ class Stopper:
         self._requested = False
         self._noticed = False
         self._idle_since: float | None = None  # None until joined: not idle before that
+        # When the loop last asked whether to stop: once per turn (riverflow/health.py).
+        self.turned_at = clock()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
         weakref.finalize(self, _close, self._wake_r, self._wake_w)
@@ -109,7 +111,14 @@ class Stopper:
             self._idle_since = self.clock()
 
     @property
+    def has_joined(self) -> bool:
+        """Whether the worker has had its place in its group (see :meth:`joined`)."""
+        return self._idle_since is not None
+
+    @property
     def stopping(self) -> bool:
+        """Checked by the worker loop once per turn (which :attr:`turned_at` records)."""
+        self.turned_at = self.clock()
         if (
             not self._requested
             and self.idle_exit_s is not None

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import collections
 import logging
+import threading
 from bisect import bisect_left
 from collections.abc import Callable, Iterable
-from typing import Any
+from socketserver import ThreadingMixIn
+from typing import TYPE_CHECKING, Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import (
     GC_COLLECTOR,
@@ -21,7 +24,7 @@ from prometheus_client import (
     Gauge,
     Histogram,
     disable_created_metrics,
-    start_http_server,
+    make_wsgi_app,
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -30,6 +33,9 @@ from online_model.snapshot import REJECT_REASONS
 from online_model.tasks import Task
 from riverflow.errors import ConfigError
 from riverflow.schemas import REASONS
+
+if TYPE_CHECKING:
+    from riverflow.health import Health
 
 log = logging.getLogger(__name__)
 
@@ -201,6 +207,11 @@ class InferenceMetrics(_WorkerMetrics):
             registry=r,
         )
         self.model_swaps = Counter(P + "model_swaps", "Model snapshots swapped in", registry=r)
+        self.model_pinned = Gauge(
+            P + "model_pinned",
+            "1 while `riverflow models pin` holds the served version, 0 serving the latest",
+            registry=r,
+        )
         self.feature_drift_detections = Counter(
             P + "feature_drift_detections",
             "Drift detected on an input feature",
@@ -383,9 +394,11 @@ def serve(
     port: int | None,
     default: int,
     labels: dict[str, str] | None = None,
+    health: Health | None = None,
 ) -> None:
-    """Serve ``registry`` from a daemon thread on ``port`` (None: the command's ``default``;
-    0: not at all), each sample with ``labels`` added. A port already in use is a usage
+    """Serve ``/metrics`` of ``registry`` (each sample with ``labels`` added) and, with
+    ``health``, ``/healthz`` and ``/readyz`` (:mod:`riverflow.health`) from daemon threads on
+    ``port`` (None: the command's ``default``; 0: not at all). A port already in use is a usage
     error."""
     port = default if port is None else port
     if not port:
@@ -394,13 +407,34 @@ def serve(
     if labels:
         exposed = CollectorRegistry()
         exposed.register(DeploymentLabels(registry, labels))
+    metrics = make_wsgi_app(exposed)
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if health is None or path not in ("/healthz", "/readyz"):
+            return metrics(environ, start_response)  # type: ignore[no-any-return]
+        ok, text = health.live() if path == "/healthz" else health.ready()
+        status = "200 OK" if ok else "503 Service Unavailable"
+        start_response(status, [("Content-Type", "text/plain; charset=utf-8")])
+        return [text.encode() + b"\n"]
+
     try:
-        start_http_server(port, addr="0.0.0.0", registry=exposed)
+        server = make_server("0.0.0.0", port, app, _Server, handler_class=_Quiet)
     except OSError as exc:
         raise ConfigError(
             f"cannot serve metrics on port {port} ({exc}): pass another --metrics-port"
         ) from None
-    log.info("metrics on http://127.0.0.1:%d/metrics", port)
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+    log.info("metrics on http://127.0.0.1:%d/metrics (and /healthz, /readyz)", port)
+
+
+class _Server(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # probes come every few seconds
+        pass
 
 
 class OutputDistribution:

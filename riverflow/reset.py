@@ -63,6 +63,7 @@ def plan(
         settings.feedback_topic,
         settings.predictions_topic,
         settings.models_topic,
+        settings.models_history_topic,
         settings.dead_letters_topic,
     ]
     present = set(existing_topics)

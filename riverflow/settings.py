@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     feedback_topic: str = "sensor-feedback"
     predictions_topic: str = "predictions"
     models_topic: str = "models"
+    # The last model_history versions of each model, keyed NAME@VERSION (online_model/history.py).
+    models_history_topic: str = "models-history"
     dead_letters_topic: str = "dead-letters"
     partitions: int = Field(6, ge=1)
 
@@ -92,6 +94,7 @@ class Settings(BaseSettings):
     snapshot_allowed_modules: str = Field("", pattern=r"^\s*(\w+(\.\w+)*\s*(,\s*|$))*$")
     snapshot_every: int = Field(1000, ge=1)
     snapshot_interval_s: float = Field(5.0, gt=0)
+    model_history: int = Field(20, ge=1)
 
     # Upper bounds of the histogram of values served by a regressor (default: decades either side
     # of 0) or anomaly scorer (default: tenths of [0, 1]); set them to the label's own range.
@@ -114,6 +117,8 @@ class Settings(BaseSettings):
 
     # Process.
     metrics_port: int | None = Field(None, ge=0, le=65535)  # None: the command's default; 0: off
+    # /healthz answers 503 once the worker loop has not turned for this long (riverflow/health.py).
+    health_stall_s: float = Field(60.0, gt=0)
     idle_exit_s: float | None = Field(None, gt=0)
 
     @classmethod

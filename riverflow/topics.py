@@ -25,21 +25,20 @@ class TopicSpec:
 
 def topic_specs(settings: Settings, partitions: int | None = None) -> list[TopicSpec]:
     n = partitions or settings.partitions
+    snapshots = {
+        "cleanup.policy": "compact",
+        "max.message.bytes": str(MODELS_MAX_MESSAGE_BYTES),
+        # Compact soon so a restarting worker reads few stale snapshots.
+        "min.cleanable.dirty.ratio": "0.1",
+        "segment.ms": "600000",
+    }
     return [
         TopicSpec(settings.readings_topic, n),
         TopicSpec(settings.feedback_topic, n),
         TopicSpec(settings.predictions_topic, n),
-        TopicSpec(
-            settings.models_topic,
-            1,
-            {
-                "cleanup.policy": "compact",
-                "max.message.bytes": str(MODELS_MAX_MESSAGE_BYTES),
-                # Compact soon so a restarting worker reads few stale snapshots.
-                "min.cleanable.dirty.ratio": "0.1",
-                "segment.ms": "600000",
-            },
-        ),
+        TopicSpec(settings.models_topic, 1, snapshots),
+        # The last model_history versions per model: publishers tombstone older ones.
+        TopicSpec(settings.models_history_topic, 1, snapshots),
         # Set, not left to the broker's message.max.bytes: every dead letter is built to fit it.
         TopicSpec(
             settings.dead_letters_topic,

@@ -17,6 +17,8 @@ import stat
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -330,7 +332,21 @@ class Up:
             f"feature   {page.sum('riverflow_concept_drift_detections_total'):.0f} concept",
             f"  dead letters   {page.sum('riverflow_dead_letters_total'):8.0f}",
             f"  kafka          {_connected(page):>8} workers connected",
+            f"  ready          {self.readiness():>8} workers (/readyz)",
         ]
+
+    def readiness(self) -> str:
+        """How many workers answer /readyz with 200, and the first one's reason when not all."""
+        ports = {"learner": self.learn_port} | {
+            f"inference-{i}": p for i, p in enumerate(self.infer_ports)
+        }
+        waiting = []
+        for name, port in ports.items():
+            ok, text = probe(f"http://127.0.0.1:{port}/readyz")
+            if not ok:
+                waiting.append(f"{name}: {text}")
+        ready = f"{len(ports) - len(waiting)}/{len(ports)}"
+        return f"{ready} ({waiting[0]})" if waiting else ready
 
     def draw(self, lines: list[str]) -> None:
         if sys.stdout.isatty():
@@ -370,6 +386,17 @@ class Up:
         if self.broker is not None:
             self.broker.stop()
         return clean
+
+
+def probe(url: str) -> tuple[bool, str]:
+    """Whether ``url`` answers 200, and its one-line answer (or why there is none)."""
+    try:
+        with urllib.request.urlopen(url, timeout=1) as answer:
+            return True, answer.read().decode(errors="replace").strip()
+    except urllib.error.HTTPError as exc:
+        return False, exc.read().decode(errors="replace").strip()
+    except OSError:
+        return False, "not answering"
 
 
 def _ms(seconds: float | None) -> str:

@@ -25,7 +25,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from online_model.snapshot import Trust, loads, read_header, verify
+from online_model.operations import control_time, kind_of
+from online_model.snapshot import SnapshotHeader, Trust, loads, read_header, verify
 from online_model.tasks import Task, task_of
 from online_model.unpickler import Allowlist
 from riverflow.errors import ConfigError, SnapshotError
@@ -93,12 +94,17 @@ class ServedModel:
     learned_count: int = 0
 
 
+def _served(model: Any, header: SnapshotHeader) -> ServedModel:
+    return ServedModel(model, header.version, header.created_ts, header.learned_count)
+
+
 @dataclass(frozen=True)
 class Verdict:
     """What became of one offered snapshot.
 
-    ``swap``: it is now :attr:`ModelFollower.current`. ``ignore``: harmless and not counted
-    (not newer than the current version, or a tombstone). ``reject``: refused, ``reason`` is a
+    ``swap``: :attr:`ModelFollower.current` changed (a newer snapshot, a pin, an unpin).
+    ``ignore``: harmless and not counted (not newer than the current version, a tombstone, a
+    newer snapshot held while pinned, a stale pin). ``reject``: refused, ``reason`` is a
     ``snapshot_rejected_total`` label from :data:`online_model.snapshot.REJECT_REASONS`;
     ``repeat`` when the same version was just refused for the same reason (log it once).
     """
@@ -117,16 +123,24 @@ class ModelFollower:
     (``unsigned``, ``bad_signature``; with no key every snapshot is ``unsigned`` unless
     ``trust`` allows unverified ones), task of the header, the restricted unpickling
     (``forbidden_class``), and the task of the unpickled estimator itself (``wrong_task``).
-    A refused snapshot never replaces the model.
+    A refused snapshot never replaces the model. A verified pin record replaces what is served
+    until an unpin (or the model's deletion); the lineage's snapshots are followed meanwhile.
     """
 
     def __init__(self, name: str, task: Task, trust: Trust, initial: ServedModel) -> None:
         self.name = name
         self.task = task
         self.trust = trust
-        self.current = initial
+        self.latest = initial  # the newest of the lineage
+        self.pinned: ServedModel | None = None  # served instead while pinned
         self._newer_than = initial.version  # what a snapshot's version must exceed
         self._refused: tuple[int, str] | None = None
+        self._control_at = 0  # time of the last pin or unpin followed: older ones are stale
+
+    @property
+    def current(self) -> ServedModel:
+        """What the worker serves: the pinned version while there is one, else the latest."""
+        return self.pinned or self.latest
 
     def check(self, data: bytes) -> SnapshotError | None:
         """Everything but unpickling (header, model, task, signature): why ``data`` would be
@@ -141,9 +155,12 @@ class ModelFollower:
         if data is None:
             # A tombstone deletes the model: serving on is the safe choice, and whatever the
             # learner publishes next (from version 1 if it starts over) replaces it.
+            # Deleting a model (`riverflow models delete`) also removes its pin.
             self._newer_than = 0
+            unpinned = self.pinned is not None
+            self.pinned = None
             return Verdict(
-                "ignore",
+                "swap" if unpinned else "ignore",
                 "tombstone",
                 f"model deleted: serving v{self.current.version} until the next snapshot",
             )
@@ -155,6 +172,9 @@ class ModelFollower:
                 raise SnapshotError(
                     "wrong_model", f"snapshot is for model {header.model!r}, not {self.name!r}"
                 )
+            kind = kind_of(header)
+            if kind in ("pin", "unpin"):
+                return self._control(data, header, kind)
             if header.version <= self._newer_than:
                 return Verdict(
                     "ignore",
@@ -166,11 +186,31 @@ class ModelFollower:
         except SnapshotError as exc:
             refused, self._refused = self._refused, (version, exc.reason)
             return Verdict("reject", exc.reason, str(exc), repeat=refused == self._refused)
-        self.current = ServedModel(
-            snap.model, header.version, header.created_ts, header.learned_count
-        )
+        self.latest = _served(snap.model, header)
         self._newer_than = header.version
+        if self.pinned is not None:
+            return Verdict(
+                "ignore",
+                "pinned",
+                f"{self.name} v{header.version} held: pinned to v{self.pinned.version}",
+            )
         return Verdict("swap", "", f"now serving {self.name} v{header.version}")
+
+    def _control(self, data: bytes, header: SnapshotHeader, kind: str) -> Verdict:
+        """A pin or unpin record (:mod:`online_model.operations`), verified like a snapshot;
+        one older than the last followed is ignored (a replayed record)."""
+        at = control_time(header)
+        if at <= self._control_at:
+            return Verdict("ignore", "stale", f"{kind} record older than the last one followed")
+        if kind == "unpin":
+            verify(data, self.trust, self.task, self.name)
+            self._control_at, self.pinned = at, None
+            return Verdict("swap", "", f"unpinned: now serving {self.name} v{self.latest.version}")
+        snap = loads(data, self.trust, task=self.task, model=self.name)
+        self._check_estimator(snap.model, header.version)
+        self._control_at = at
+        self.pinned = _served(snap.model, header)
+        return Verdict("swap", "", f"pinned: now serving {self.name} v{header.version}")
 
     def _check_estimator(self, model: Any, version: int) -> None:
         """The header's task is the learner's word; the estimator must agree, or every reading

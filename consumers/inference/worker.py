@@ -28,6 +28,7 @@ from online_model.presets import resolve
 from riverflow.connectivity import BrokerLink
 from riverflow.errors import InvalidEvent, describe, duplicate_instance
 from riverflow.extract import ReadingExtractor
+from riverflow.health import Health
 from riverflow.lifecycle import Stopper
 from riverflow.mapping import mapped_settings, mapping_of
 from riverflow.metrics import (
@@ -170,8 +171,9 @@ class InferenceWorker:
         self.link.watch(self.consumer)
         closing.callback(self.link.close)
         latest = self.feed.latest(self._refuse)
-        if latest is not None:
-            self._offer(latest)
+        for value in (latest, self.feed.pin):  # the lineage's newest, then a pin over it
+            if value is not None:
+                self._offer(value)
         self.metrics.model_version.set(self.follower.current.version)
         self.consumer.subscribe([s.readings_topic], listener=_CommitOnRevoke(self))
         self.link.start()
@@ -382,6 +384,7 @@ class InferenceWorker:
 
     def _offer(self, value: bytes | None) -> None:
         verdict = self.follower.offer(value)
+        self.metrics.model_pinned.set(self.follower.pinned is not None)
         if verdict.action == "swap":
             current = self.follower.current
             self.metrics.model_swaps.inc()
@@ -418,6 +421,16 @@ class InferenceWorker:
         self._lag_at = time.monotonic()
         c = self.consumer
         self._lag = lag_samples(c, {tp: c.position(tp, 0.1) for tp in c.assignment()})
+
+    def not_ready(self) -> str | None:
+        """Why this worker should get no traffic yet, for /readyz (read by the metrics thread):
+        it loads its model before it joins, so joined (partitions, or none as a spare) and
+        connected is ready."""
+        if self.link.connected is not True:
+            return "not connected to Kafka"
+        if not self.stopper.has_joined:
+            return "joining the consumer group: no partitions yet"
+        return None
 
     def forget(self, partitions: Iterable[TopicPartition]) -> None:
         partitions = list(partitions)
@@ -479,13 +492,11 @@ def run(args: argparse.Namespace) -> int:
     clients = clients_for(settings)  # a client that is not installed is a usage error, found now
     stopper = Stopper(settings.idle_exit_s).install()
     metrics = InferenceMetrics(output_buckets=output_buckets(settings))
-    serve(
-        metrics.registry,
-        settings.metrics_port,
-        DEFAULT_METRICS_PORT,
-        deployment_labels(settings),
-    )
+    health = Health(settings.health_stall_s, stopper, lambda: False)
+    labels = deployment_labels(settings)
+    serve(metrics.registry, settings.metrics_port, DEFAULT_METRICS_PORT, labels, health)
     worker = InferenceWorker(settings, clients, stopper, metrics)
+    health.cut_off, health.not_ready = (lambda: worker.link.connected is False), worker.not_ready
     # What is loaded by now lives as long as the process: keep it out of the collector's
     # passes, which every batch's short-lived records would otherwise trigger over it.
     gc.freeze()

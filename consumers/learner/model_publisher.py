@@ -6,12 +6,15 @@ broker aborts whatever an earlier learner of the same model left open, and refus
 write of that earlier learner (the transport's ``Fenced`` -> :class:`Fenced`). A paused learner that
 wakes up after a standby took over therefore cannot overwrite the newer lineage of snapshots.
 Readers use ``read_committed`` (riverflow's default), so they never see an aborted snapshot.
+The same transaction writes the snapshot to the history topic (:mod:`online_model.history`).
 """
 
 from __future__ import annotations
 
 import logging
 
+from online_model.history import history_records
+from online_model.snapshot import read_header
 from riverflow.errors import BrokerError, RiverflowError
 from riverflow.settings import Settings
 from riverflow.topics import MODELS_MAX_MESSAGE_BYTES
@@ -48,7 +51,10 @@ class SnapshotPublisher:
         self.settings = settings
         self.clients = clients
         self.topic = settings.models_topic
-        self.key = settings.model_name.encode()
+        self.history_topic = settings.models_history_topic
+        self.keep = settings.model_history
+        self.name = settings.model_name
+        self.key = self.name.encode()
         self._producer: Producer | None = None
 
     def fence(self, timeout_s: float) -> Producer:
@@ -58,7 +64,7 @@ class SnapshotPublisher:
         prod = self.clients.producer(
             transactional_id=transactional_id(self.settings),
             max_request_bytes=MODELS_MAX_MESSAGE_BYTES,
-            linger_ms=0,  # one record per transaction: nothing to batch
+            linger_ms=0,  # a few records per transaction: nothing to batch
             max_block_s=timeout_s,
         )
         try:
@@ -74,12 +80,13 @@ class SnapshotPublisher:
         try:
             p = self._producer or self.fence(timeout_s)
             p.begin_transaction()
-            failed: list[te.TransportError | None] = []
-            p.send(self.topic, self.key, blob, on_delivery=failed.append)
-            if p.flush(timeout_s):
-                raise te.Timeout(f"the snapshot was not written within {timeout_s:g}s")
-            if failed[0] is not None:
-                raise failed[0]
+            # The snapshot first, on its own: a fenced learner learns it from this record's
+            # delivery (a later send would only fail with a generic error).
+            self._write(p, [(self.topic, self.key, blob)], timeout_s)
+            # Then the same snapshot in the history, and the version leaving it tombstoned.
+            version = read_header(blob)[0].version
+            history = history_records(self.name, version, blob, self.keep)
+            self._write(p, [(self.history_topic, k, v) for k, v in history], timeout_s)
             p.commit_transaction(timeout_s)
         except te.Fenced:
             raise Fenced(
@@ -88,6 +95,19 @@ class SnapshotPublisher:
         except (te.TransportError, BrokerError) as exc:
             self.close(0)
             raise PublishFailed(f"snapshot not published: {exc}") from None
+
+    @staticmethod
+    def _write(
+        p: Producer, records: list[tuple[str, bytes, bytes | None]], timeout_s: float
+    ) -> None:
+        failed: list[te.TransportError | None] = []
+        for topic, key, value in records:
+            p.send(topic, key, value, on_delivery=failed.append)
+        if p.flush(timeout_s):
+            raise te.Timeout(f"the snapshot was not written within {timeout_s:g}s")
+        for error in failed:
+            if error is not None:
+                raise error
 
     def close(self, timeout_s: float) -> None:
         prod, self._producer = self._producer, None

@@ -19,6 +19,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from consumers.learner.adoption import describe, operator_versions
 from consumers.learner.checkpoint import Checkpoint, PartitionReplay, Replay, partition_key
 from consumers.learner.model_publisher import PublishFailed, SnapshotPublisher
 from consumers.learner.state import Learning, LearningConfig, check_label, check_prediction
@@ -47,6 +48,8 @@ log = logging.getLogger(__name__)
 
 # How long a poll waits for input before the loop looks at snapshots and signals again.
 BATCH_POLL_S = 0.2
+# How often the models topic is looked at for an operator's version (a non-blocking poll).
+OPERATIONS_EVERY_S = 0.5
 
 
 @dataclass
@@ -100,6 +103,8 @@ class Session:
         self._in_flight: InFlight | None = None
         self._failed_in_row = 0  # publish attempts that failed since the last success
         self.inputs: Consumer | None = None
+        self._feed: SnapshotFeed | None = None
+        self._operations_at = 0.0  # when the models topic was last looked at (monotonic)
         self.lag: list[tuple[list[str], float]] = []
 
     def start(self) -> None:
@@ -146,8 +151,10 @@ class Session:
         feed = SnapshotFeed(feed_consumer(self.clients), self.settings.models_topic, name)
         try:
             data = feed.latest(self._refuse, complete=True)
-        finally:
+        except BaseException:
             feed.close(self.settings.shutdown_timeout_s)
+            raise
+        self._feed = feed  # from now on it brings operators' versions (_follow_operations)
         # Starting over would learn every feedback a second time into a lineage the inference
         # consumers may not accept, and the next snapshot would compact away the old one: only
         # when there is no snapshot, or the model was deleted. Hostile or broken records after
@@ -283,7 +290,30 @@ class Session:
         self.learning.export()
         self._cache_lag()
         self._follow_new_partitions()
+        self._follow_operations()
         return count
+
+    def _follow_operations(self) -> None:
+        """Adopt the estimator of a version an operator published (import, train, rollback)
+        meanwhile; the rest of the learner's state stays (:mod:`consumers.learner.adoption`)."""
+        now = time.monotonic()
+        if self._feed is None or now - self._operations_at < OPERATIONS_EVERY_S:
+            return
+        self._operations_at = now
+        name = self.settings.model_name
+        polled = self._feed.poll()
+        for snap in operator_versions(polled, self._trust, self.spec.task, name, self.metrics):
+            self.settle(block=True)
+            self.learning.adopt(snap.model)
+            self.version = self.learning.version = max(self.version, snap.header.version)
+            log.info(
+                "adopted %s v%d (%s): the learner continues from its estimator, keeping its "
+                "join state, positions and evaluation; publishing it as v%d",
+                name,
+                snap.header.version,
+                describe(snap),
+                self.version + 1,
+            )
 
     def _prediction(self, record: Record, key: str, kind: Replay) -> None:
         try:
@@ -446,6 +476,8 @@ class Session:
     def close(self) -> None:
         timeout_s = self.settings.shutdown_timeout_s
         self._sender.shutdown(wait=True)
+        if self._feed is not None:
+            self._feed.close(timeout_s)
         if self.inputs is not None:
             self.inputs.close(timeout_s)
         self.publisher.close(timeout_s)

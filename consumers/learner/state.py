@@ -261,6 +261,13 @@ class Learning:
             self.model = self.spec.build()  # same factory: predicts_by_argmax still holds
             self.replaced = True
 
+    def adopt(self, model: Any) -> None:
+        """Continue with ``model``, an operator's version (consumers/learner/adoption.py): the join
+        state, evaluation and counts stay; the model is published at once."""
+        self.model = model
+        self._argmax = self.task == "classification" and predicts_by_argmax(model)
+        self.replaced = True
+
     def evaluation(self) -> dict[str, Any]:
         """What a snapshot carries beside the model, so that a successor continues every
         quality series (cumulative and rolling, served and learner) and the concept drift
@@ -310,9 +317,7 @@ class Learning:
             self._learned_unexported = 0
         m.pending_predictions.set(self.store.pending(Side.PREDICTION))
         m.pending_feedback.set(self.store.pending(Side.FEEDBACK))
-        m.pending_bytes.set(
-            sum(self.store.pending(side) * self._sizes.mean(side) for side in Side)
-        )
+        m.pending_bytes.set(sum(self.store.pending(side) * self._sizes.mean(side) for side in Side))
         for source, evaluator in (("served", self.served), ("learner", self.evaluator)):
             for metric, window, value in evaluator.values():
                 m.model_metric.labels(source, metric, window).set(value)

@@ -33,6 +33,7 @@ from online_model.drift import DETECTORS, make_detector
 from online_model.presets import ModelSpec, resolve
 from riverflow.connectivity import BrokerLink
 from riverflow.errors import BrokerError, duplicate_instance
+from riverflow.health import Health
 from riverflow.lifecycle import Stopper
 from riverflow.mapping import mapped_settings, mapping_of
 from riverflow.metrics import LearnerMetrics, deployment_labels, serve
@@ -128,16 +129,15 @@ def run(args: argparse.Namespace) -> int:
     metrics = LearnerMetrics()
     # Signals first: once the metrics page answers, a SIGTERM is a clean stop (as in inference).
     stopper = Stopper(settings.idle_exit_s).install()
-    serve(
-        metrics.registry,
-        settings.metrics_port,
-        DEFAULT_METRICS_PORT,
-        deployment_labels(settings),
-    )
+    health = Health(settings.health_stall_s, stopper, lambda: False)
+    labels = deployment_labels(settings)
+    serve(metrics.registry, settings.metrics_port, DEFAULT_METRICS_PORT, labels, health)
+    learner = Learner(settings, clients, spec, metrics, stopper)
+    health.cut_off, health.not_ready = (lambda: learner.link.connected is False), learner.not_ready
     # Everything imported so far lives as long as the process: keep it out of the collector's
     # full passes, which otherwise walk it again and again among the pending entries.
     gc.freeze()
-    Learner(settings, clients, spec, metrics, stopper).run()
+    learner.run()
     return 0
 
 
@@ -175,6 +175,7 @@ class Learner:
         self._await_rebalance = False
         self._activate_at = 0.0  # no activation attempt before (monotonic)
         self._activate_failures = 0
+        self._holds_models = False  # as of the last standby poll (read by not_ready)
         self.link = BrokerLink(settings.bootstrap_servers, metrics.kafka_connected)
         metrics.add_lag(lambda: self.session.lag if self.session else [])
         self.group_id = settings.group_id or f"riverflow-learn-{settings.deployment_name}"
@@ -198,7 +199,8 @@ class Learner:
         self.group = self.clients.consumer(self.group_id, cooperative=True)
         self._closing.callback(lambda: self.group.close(timeout_s))
         # Metadata first: a missing topic is a usage error, and the assignor needs the partition.
-        topic_partitions(self.group, s.models_topic)
+        for topic in (s.models_topic, s.models_history_topic):
+            topic_partitions(self.group, topic)
         self.dead_letters = self.clients.producer()
         self._closing.callback(lambda: self.dead_letters.close(timeout_s))
         # The dead-letters topic's metadata now, while the broker answers: a first dead letter
@@ -232,6 +234,7 @@ class Learner:
             self.stopper.saw_input(self.link.connected is False)
             if self.session is None:
                 self.group.poll_batch(STANDBY_POLL_S)
+                self._holds_models = self._models in self.group.assignment()
                 if self._may_activate():
                     self._activate()
                 continue
@@ -240,6 +243,19 @@ class Learner:
                 group_polled = time.monotonic()
             if self.session is not None:
                 self._step()
+
+    def not_ready(self) -> str | None:
+        """Why this learner is not ready, for /readyz (read by the metrics thread, from plain
+        attributes): ready when connected and either active with its model loaded or a standby.
+        (Under the cooperative assignor kafka-python tells a member nothing when a rebalance
+        brings it no partition, so a standby is "not holding the models partition".)"""
+        if self.link.connected is not True:
+            return "not connected to Kafka"
+        if self.session is None and self._holds_models:
+            if self._activate_failures:
+                return f"cannot become active yet ({self._activate_failures} attempts): retrying"
+            return "becoming active: loading the model"
+        return None
 
     def _may_activate(self) -> bool:
         return (

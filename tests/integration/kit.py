@@ -255,6 +255,7 @@ def make_stack(bootstrap: str, partitions: int = 3, **overrides: Any) -> Stack:
         "feedback_topic": f"feedback-{uid}",
         "predictions_topic": f"predictions-{uid}",
         "models_topic": f"models-{uid}",
+        "models_history_topic": f"models-history-{uid}",
         "dead_letters_topic": f"dead-letters-{uid}",
     }
     settings = load_settings(

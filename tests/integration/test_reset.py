@@ -89,7 +89,7 @@ def test_reset_deletes_riverflow_topics_and_groups_and_nothing_else(
     assert s.readings_topic in client.list_topics()
 
     done = ours.run("reset", "--yes")
-    assert "deleted 5 topics" in done.stdout
+    assert "deleted 6 topics" in done.stdout
     topics = set(client.list_topics())
     ours_left = {s.readings_topic, s.feedback_topic, s.predictions_topic, s.models_topic}
     assert not ours_left & topics and s.dead_letters_topic not in topics

@@ -67,6 +67,7 @@ def test_up_runs_the_pipeline_and_stops_everything(tmp_path: Path) -> None:
         r"\(median\)",
         final,
     ), final
+    assert re.search(r"ready +3/3 workers", final), final  # every worker's /readyz said 200
     assert "stopping: simulator, inference, learner, the broker" in out
     assert not any(listening(p) for p in ports), "a worker or the broker is still running"
     assert not (tmp_path / "riverflow" / "up" / f"kafka-{kafka_port}" / "broker.pid").exists()

@@ -28,7 +28,7 @@ MODELS = TopicPartition("m", 0)
 def kafka() -> FakeKafka:
     kafka = FakeKafka()
     admin = kafka.clients().admin()
-    for topic, partitions in (("m", 1), ("p", 2), ("f", 2), ("dl", 1)):
+    for topic, partitions in (("m", 1), ("mh", 1), ("p", 2), ("f", 2), ("dl", 1)):
         admin.create_topic(topic, partitions)
     return kafka
 
@@ -37,6 +37,7 @@ def settings() -> Settings:
     return Settings(
         model="logreg",
         models_topic="m",
+        models_history_topic="mh",
         predictions_topic="p",
         feedback_topic="f",
         dead_letters_topic="dl",
