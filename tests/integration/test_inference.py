@@ -258,7 +258,9 @@ def test_revocation_commits_finished_work_before_the_handover(stack: Any) -> Non
                 and registry.get_sample_value("riverflow_predictions_total") == 100
             )
         )
-        assert committed_total(s.settings, g) == 0
+        # Batch commits are refused, so only a revocation commits: the group's first join can
+        # already have rebalanced once (kafka-python does when the topic's metadata settles).
+        assert committed_total(s.settings, g) in (0, 100)
 
         # A second member joins: the worker's next polls revoke its partitions, and the
         # listener commits the pending offsets before anyone else may read them.
