@@ -32,7 +32,7 @@ from pathlib import Path
 from kafka import TopicPartition
 from river import linear_model, preprocessing
 
-from online_model.snapshot import read_header
+from riverflow.online_model.snapshot import read_header
 from riverflow.schemas import Reading, feedback_value, now_ms, prediction_value
 from riverflow.settings import Settings, load_settings
 from riverflow.topics import create_topics

@@ -5,7 +5,8 @@
 
 Inference (one JSON output per reading on ``--output``, exit after ``--count`` outputs), all with
 the model of riverflow's ``logreg`` preset (StandardScaler | LogisticRegression) and riverflow's
-predict step (``online_model.tasks.predict``: ``predict_proba_one``, the most likely class):
+predict step (``riverflow.online_model.tasks.predict``: ``predict_proba_one``, the most likely
+class):
 
 - ``infer-quix``: a Quix Streams application, ``apply`` then ``to_topic``, Quix's defaults
   (JSON serializers, at-least-once, commit every 5 s) but for reading from the earliest offset;
@@ -28,8 +29,8 @@ from typing import Any
 
 from learner_throughput import JoinAndLearn, bare_loop
 
-from online_model.presets import resolve
-from online_model.tasks import predict
+from riverflow.online_model.presets import resolve
+from riverflow.online_model.tasks import predict
 from riverflow.settings import load_settings
 from riverflow.transport.kafka_python import kafka_consumer as consumer
 from riverflow.transport.kafka_python import kafka_producer as producer

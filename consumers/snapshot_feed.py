@@ -17,7 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 
-from online_model.history import pin_key
+from riverflow.online_model.history import pin_key
 from riverflow.topics import MODELS_MAX_MESSAGE_BYTES
 from riverflow.transport import Clients, Consumer, Record, topic_partitions
 from riverflow.transport.errors import Timeout

@@ -30,7 +30,7 @@ from typing import Any
 
 from river import base, metrics, stats
 
-from online_model.tasks import TASKS, Task, final_step
+from riverflow.online_model.tasks import TASKS, Task, final_step
 
 CUMULATIVE = "cumulative"
 ROLLING = "rolling"

@@ -7,8 +7,8 @@ then keeps the last K versions of each model (``model_history``, default 20) and
 ones, whatever their size. Versions of a lineage grow by one, so one tombstone per publish
 retires exactly the version that falls out of the window.
 
-Pins live on the models topic itself, under ``NAME@pin`` (see :mod:`online_model.operations`):
-every inference worker already reads that topic.
+Pins live on the models topic itself, under ``NAME@pin`` (see
+:mod:`riverflow.online_model.operations`): every inference worker already reads that topic.
 
 >>> history_key("logreg", 7)
 b'logreg@7'

@@ -12,7 +12,7 @@ Pure logic on snapshot bytes, no Kafka and no unpickling (the caller verifies an
   Both are signed like snapshots, so only the key holder pins or unpins, and both carry the time
   they were made so a worker never goes back to an older pin decision it has passed.
 
->>> from online_model.snapshot import dumps, read_header
+>>> from riverflow.online_model.snapshot import dumps, read_header
 >>> src = dumps(SnapshotHeader("m", 3, "regression"), {"w": 1.0}, key=b"k", evaluation=[1])
 >>> base = dumps(SnapshotHeader("m", 9, "regression", learned_count=90,
 ...              positions={"t/0": 5}, extra={"watermark": 7}), {"w": 2.0}, key=b"k",
@@ -32,9 +32,9 @@ import platform
 from dataclasses import replace
 from typing import Any, Literal
 
-from online_model.snapshot import RIVER_VERSION, SnapshotHeader, assemble, read_header
-from online_model.tasks import Task
 from riverflow.errors import SnapshotError
+from riverflow.online_model.snapshot import RIVER_VERSION, SnapshotHeader, assemble, read_header
+from riverflow.online_model.tasks import Task
 
 Kind = Literal["snapshot", "operation", "pin", "unpin"]
 # Header extras that belong to one record, never carried into the next version.

@@ -18,8 +18,8 @@ from typing import Any
 
 from river import anomaly, compose, forest, linear_model, naive_bayes, preprocessing, tree
 
-from online_model.tasks import Task, task_of
 from riverflow.errors import ConfigError
+from riverflow.online_model.tasks import Task, task_of
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ The signature is HMAC-SHA256 over magic, header and pickle, with ``RIVERFLOW_MOD
 its length is 0 for an unsigned snapshot. Pickle runs code when loaded, so :func:`loads` checks
 the signature *before* unpickling (:func:`verify`), refuses what it cannot verify unless the
 operator opted in to unsigned snapshots (:class:`Trust`), and then unpickles with
-:func:`online_model.unpickler.restricted_load`, which resolves only River's classes and a few
-safe others.
+:func:`riverflow.online_model.unpickler.restricted_load`, which resolves only River's classes and a
+few safe others.
 
 The header carries the learner's input positions: a snapshot is also the learner's checkpoint.
 
@@ -37,9 +37,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from online_model.tasks import TASKS, Task
-from online_model.unpickler import Allowlist, restricted_load
 from riverflow.errors import SnapshotError
+from riverflow.online_model.tasks import TASKS, Task
+from riverflow.online_model.unpickler import Allowlist, restricted_load
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ MAGIC = b"RFSNAP1\n"
 _U32 = struct.Struct(">I")
 
 # Where the classes of the learner's evaluation state are defined (see consumers/learner/state.py).
-EVALUATION_MODULES = ("online_model.evaluation", "online_model.drift")
+EVALUATION_MODULES = ("riverflow.online_model.evaluation", "riverflow.online_model.drift")
 
 # snapshot_rejected_total{reason} values.
 REJECT_REASONS = (

@@ -95,6 +95,8 @@ DENIED_RIVER = (
     "river.bandit.envs",
     "river.bandit.evaluate",
 )
+# Where riverflow 0.1.0 had its own packages before they were installed under riverflow.*.
+_MOVED = ("online_model",)
 # Modules an operator may not add: their functions reach files, processes or pickle.load.
 _NEVER_ADDED = frozenset(sys.stdlib_module_names) | {"numpy", "scipy"}
 
@@ -223,6 +225,10 @@ class _Unpickler(pickle.Unpickler):
         self.resolved: dict[int, _Global] = {}
 
     def find_class(self, module: str, name: str) -> Any:
+        # Snapshots written before the packages moved under ``riverflow`` name the evaluation
+        # classes by their old module; the same classes, checked against the same list.
+        if _within(module, _MOVED):
+            module = f"riverflow.{module}"
         obj = self.allow.resolve(module, name)
         if id(obj) not in self.resolved:
             self.resolved[id(obj)] = _Global(obj)

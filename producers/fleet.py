@@ -21,8 +21,8 @@ from typing import Any
 
 from river.datasets import synth
 
-from online_model.tasks import Task
-from producers.events import Outgoing
+from riverflow.online_model.tasks import Task
+from riverflow.producers.events import Outgoing
 from riverflow.schemas import wire_label
 
 log = logging.getLogger(__name__)

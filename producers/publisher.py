@@ -28,13 +28,13 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
-from producers.events import Outgoing
-from producers.pacing import DueQueue, Pacer
-from producers.progress import Progress
 from riverflow.connectivity import BrokerLink
 from riverflow.errors import BrokerError, RiverflowError
 from riverflow.lifecycle import Stopper
 from riverflow.mapping_encode import MappedEncoder
+from riverflow.producers.events import Outgoing
+from riverflow.producers.pacing import DueQueue, Pacer
+from riverflow.producers.progress import Progress
 from riverflow.schemas import feedback_value, now_ms, reading_value
 from riverflow.settings import Settings
 from riverflow.topics import create_topics

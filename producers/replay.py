@@ -3,7 +3,7 @@
 Rows without a sensor column all use one sensor id (the dataset or file name), so they land on
 one partition and stay in order. Each label follows its reading after ``--label-delay`` seconds
 or ``--label-delay-events`` readings (0: right after its reading, before the next one). See
-:mod:`producers.tabular` for how values become features and labels.
+:mod:`riverflow.producers.tabular` for how values become features and labels.
 """
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ import itertools
 import logging
 from collections.abc import Iterable, Iterator
 
-from producers.events import Outgoing, run_prefix
-from producers.options import add_label_delay, add_rate, number
-from producers.publisher import MAX_BLOCK_S, Publisher, ensure_topics
-from producers.tabular import FeatureCleaner, open_source, to_events
 from riverflow.lifecycle import Stopper
 from riverflow.mapping import mapped_settings, mapping_of
 from riverflow.mapping_encode import MappedEncoder
 from riverflow.options import add_mapping_argument, settings_from
+from riverflow.producers.events import Outgoing, run_prefix
+from riverflow.producers.options import add_label_delay, add_rate, number
+from riverflow.producers.publisher import MAX_BLOCK_S, Publisher, ensure_topics
+from riverflow.producers.tabular import FeatureCleaner, open_source, to_events
 from riverflow.schemas import now_ms
 from riverflow.transport import clients_for
 

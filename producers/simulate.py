@@ -2,8 +2,8 @@
 
 Readings go to the readings topic keyed by sensor id; each selected label follows on the
 feedback topic after its delay. Without ``--count`` or ``--duration`` it runs until Ctrl-C.
-See :mod:`producers.fleet` for the concepts and :mod:`producers.publisher` for what happens to
-labels on a stop.
+See :mod:`riverflow.producers.fleet` for the concepts and :mod:`riverflow.producers.publisher` for
+what happens to labels on a stop.
 """
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ import itertools
 import logging
 import random
 
-from online_model.tasks import Task
-from producers.events import run_prefix
-from producers.fleet import CONCEPTS, DEFAULT_CONCEPT, Concept, fleet
-from producers.options import add_label_delay, add_rate, number
-from producers.publisher import MAX_BLOCK_S, Publisher, ensure_topics
 from riverflow.errors import ConfigError
 from riverflow.lifecycle import Stopper
+from riverflow.online_model.tasks import Task
 from riverflow.options import settings_from
+from riverflow.producers.events import run_prefix
+from riverflow.producers.fleet import CONCEPTS, DEFAULT_CONCEPT, Concept, fleet
+from riverflow.producers.options import add_label_delay, add_rate, number
+from riverflow.producers.publisher import MAX_BLOCK_S, Publisher, ensure_topics
 from riverflow.transport import clients_for
 
 log = logging.getLogger(__name__)

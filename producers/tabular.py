@@ -32,8 +32,8 @@ from typing import IO, Any
 from river import datasets
 from river.datasets import base
 
-from producers.events import Outgoing
 from riverflow.errors import ConfigError
+from riverflow.producers.events import Outgoing
 from riverflow.schemas import Label, wire_label
 
 log = logging.getLogger(__name__)

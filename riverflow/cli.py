@@ -31,11 +31,20 @@ log = logging.getLogger("riverflow")
 
 # name -> (module, one-line help); modules are imported only for the command that runs.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "simulate": ("producers.simulate", "synthetic sensor fleet with injectable drift and labels"),
-    "replay": ("producers.replay", "replay a River dataset or a CSV file as readings + feedback"),
-    "infer": ("consumers.inference.worker", "inference consumer: predict on every reading"),
+    "simulate": (
+        "riverflow.producers.simulate",
+        "synthetic sensor fleet with injectable drift and labels",
+    ),
+    "replay": (
+        "riverflow.producers.replay",
+        "replay a River dataset or a CSV file as readings + feedback",
+    ),
+    "infer": (
+        "riverflow.consumers.inference.worker",
+        "inference consumer: predict on every reading",
+    ),
     "learn": (
-        "consumers.learner.worker",
+        "riverflow.consumers.learner.worker",
         "learner: join feedback, learn, evaluate, publish models",
     ),
     "up": ("riverflow.up", "run the whole pipeline on this machine with a live summary"),

@@ -29,9 +29,9 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from online_model.snapshot import REJECT_REASONS
-from online_model.tasks import Task
 from riverflow.errors import ConfigError
+from riverflow.online_model.snapshot import REJECT_REASONS
+from riverflow.online_model.tasks import Task
 from riverflow.schemas import REASONS
 
 if TYPE_CHECKING:

@@ -14,8 +14,8 @@ import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from online_model.history import history_records, parse_history_key, pin_key
 from riverflow.errors import BrokerError
+from riverflow.online_model.history import history_records, parse_history_key, pin_key
 from riverflow.settings import Settings
 from riverflow.topics import MODELS_MAX_MESSAGE_BYTES
 from riverflow.transport import Clients, Record, clients_for, topic_partitions

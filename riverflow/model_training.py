@@ -17,14 +17,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from online_model.drift import ConceptDriftMonitor
-from online_model.evaluation import Evaluator, evaluate_one, predicts_by_argmax
-from online_model.presets import ModelSpec
-from producers.tabular import FeatureCleaner, Row
 from riverflow.errors import InvalidEvent
 from riverflow.extract import FeedbackExtractor, ReadingExtractor
 from riverflow.mapping import Mapping
 from riverflow.model_store import read_whole
+from riverflow.online_model.drift import ConceptDriftMonitor
+from riverflow.online_model.evaluation import Evaluator, evaluate_one, predicts_by_argmax
+from riverflow.online_model.presets import ModelSpec
+from riverflow.producers.tabular import FeatureCleaner, Row
 from riverflow.schemas import Decoder, Feedback, wire_label
 from riverflow.settings import Settings
 from riverflow.transport import Clients

@@ -5,7 +5,7 @@ publishes (import, train, rollback, pin, unpin, delete) needs the signing key, o
 unsigned opt-in, exactly like the learner; what loads a snapshot (show, import, rollback, pin)
 verifies it first and unpickles it with the workers' restricted unpickler, so a command refuses
 what a worker would refuse. A new version is always the highest version the topics know plus
-one (:func:`online_model.operations.derive` says what it keeps).
+one (:func:`riverflow.online_model.operations.derive` says what it keeps).
 
 Exit codes: 0 done, 1 refused or failed (nothing published), 2 usage or configuration.
 """
@@ -20,14 +20,22 @@ import time
 from pathlib import Path
 from typing import Any
 
-from consumers.inference.model_follower import trust_from
-from online_model import operations
-from online_model.history import history_key, pin_key
-from online_model.presets import resolve
-from online_model.snapshot import Snapshot, SnapshotHeader, Trust, dumps, loads, read_header, verify
-from online_model.tasks import task_of
+from riverflow.consumers.inference.model_follower import trust_from
 from riverflow.errors import ConfigError, RiverflowError, SnapshotError
 from riverflow.model_store import ModelStore, Stored, Write
+from riverflow.online_model import operations
+from riverflow.online_model.history import history_key, pin_key
+from riverflow.online_model.presets import resolve
+from riverflow.online_model.snapshot import (
+    Snapshot,
+    SnapshotHeader,
+    Trust,
+    dumps,
+    loads,
+    read_header,
+    verify,
+)
+from riverflow.online_model.tasks import task_of
 from riverflow.options import settings_from
 from riverflow.settings import Settings
 
@@ -358,9 +366,9 @@ def _delete(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _train(settings: Settings, args: argparse.Namespace) -> int:
-    from producers.tabular import dataset_size, open_source
     from riverflow.mapping import load_mapping
     from riverflow.model_training import Bar, mapped_rows, train
+    from riverflow.producers.tabular import dataset_size, open_source
 
     spec = resolve(args.model)
     trust = _trust(settings, publishes=True)

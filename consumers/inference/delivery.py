@@ -16,7 +16,7 @@ Kafka refuses some records for their own content
 (:class:`~riverflow.transport.errors.RecordRejected`: too large, invalid). A refusal known to be
 one record's raises :class:`RecordRefused`; when several outputs failed together, :meth:`abort`
 returns their source records as suspects, to be sent ``alone`` next time, which makes a refusal
-certain (:mod:`consumers.inference.refusals` decides when to give up on a record).
+certain (:mod:`riverflow.consumers.inference.refusals` decides when to give up on a record).
 """
 
 from __future__ import annotations

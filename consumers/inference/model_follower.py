@@ -1,11 +1,11 @@
 """Which model an inference worker serves: version 0 from the preset, then newer snapshots.
 
 Pure decision logic, no Kafka: the worker feeds it the raw values of the models topic (see
-:mod:`consumers.snapshot_feed`) and serves :attr:`ModelFollower.current` for the next batch.
-:func:`trust_from` turns the settings into what every process trusts (inference and learner).
+:mod:`riverflow.consumers.snapshot_feed`) and serves :attr:`ModelFollower.current` for the next
+batch. :func:`trust_from` turns the settings into what every process trusts (inference and learner).
 
 >>> from river.linear_model import LinearRegression
->>> from online_model.snapshot import SnapshotHeader, dumps
+>>> from riverflow.online_model.snapshot import SnapshotHeader, dumps
 >>> def snap(version, key=b"k"):
 ...     return dumps(SnapshotHeader("m", version, "regression"), LinearRegression(), key=key)
 >>> initial = ServedModel(LinearRegression(), 0, 0)
@@ -25,11 +25,11 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from online_model.operations import control_time, kind_of
-from online_model.snapshot import SnapshotHeader, Trust, loads, read_header, verify
-from online_model.tasks import Task, task_of
-from online_model.unpickler import Allowlist
 from riverflow.errors import ConfigError, SnapshotError
+from riverflow.online_model.operations import control_time, kind_of
+from riverflow.online_model.snapshot import SnapshotHeader, Trust, loads, read_header, verify
+from riverflow.online_model.tasks import Task, task_of
+from riverflow.online_model.unpickler import Allowlist
 from riverflow.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -105,7 +105,7 @@ class Verdict:
     ``swap``: :attr:`ModelFollower.current` changed (a newer snapshot, a pin, an unpin).
     ``ignore``: harmless and not counted (not newer than the current version, a tombstone, a
     newer snapshot held while pinned, a stale pin). ``reject``: refused, ``reason`` is a
-    ``snapshot_rejected_total`` label from :data:`online_model.snapshot.REJECT_REASONS`;
+    ``snapshot_rejected_total`` label from :data:`riverflow.online_model.snapshot.REJECT_REASONS`;
     ``repeat`` when the same version was just refused for the same reason (log it once).
     """
 
@@ -197,8 +197,8 @@ class ModelFollower:
         return Verdict("swap", "", f"now serving {self.name} v{header.version}")
 
     def _control(self, data: bytes, header: SnapshotHeader, kind: str) -> Verdict:
-        """A pin or unpin record (:mod:`online_model.operations`), verified like a snapshot;
-        one older than the last followed is ignored (a replayed record)."""
+        """A pin or unpin record (:mod:`riverflow.online_model.operations`), verified like a
+        snapshot; one older than the last followed is ignored (a replayed record)."""
         at = control_time(header)
         if at <= self._control_at:
             return Verdict("ignore", "stale", f"{kind} record older than the last one followed")

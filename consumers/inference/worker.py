@@ -18,14 +18,17 @@ from collections.abc import Iterable
 from types import TracebackType
 from typing import Any, TypeVar
 
-from consumers.inference.delivery import BatchFailed, Delivery, Offsets, RecordRefused, delivery_for
-from consumers.inference.model_follower import ModelFollower, ServedModel, trust_from
-from consumers.inference.refusals import Refusals
-from consumers.snapshot_feed import SnapshotFeed, feed_consumer
-from online_model import tasks
-from online_model.drift import FeatureDriftMonitor
-from online_model.presets import resolve
 from riverflow.connectivity import BrokerLink
+from riverflow.consumers.inference.delivery import (
+    BatchFailed,
+    Delivery,
+    Offsets,
+    RecordRefused,
+    delivery_for,
+)
+from riverflow.consumers.inference.model_follower import ModelFollower, ServedModel, trust_from
+from riverflow.consumers.inference.refusals import Refusals
+from riverflow.consumers.snapshot_feed import SnapshotFeed, feed_consumer
 from riverflow.errors import InvalidEvent, describe, duplicate_instance
 from riverflow.extract import ReadingExtractor
 from riverflow.health import Health
@@ -40,6 +43,9 @@ from riverflow.metrics import (
     deployment_labels,
     serve,
 )
+from riverflow.online_model import tasks
+from riverflow.online_model.drift import FeatureDriftMonitor
+from riverflow.online_model.presets import resolve
 from riverflow.options import add_worker_arguments, settings_from
 from riverflow.schemas import Decoder, ReadingLike, now_ms, prediction_value
 from riverflow.settings import Settings
@@ -328,7 +334,7 @@ class InferenceWorker:
     def _rewind(self, batch: Batch, exc: Exception) -> None:
         """Abort the batch and seek back to its start; a record Kafka refused is counted, so
         that it is given up after a bounded number of attempts
-        (:mod:`consumers.inference.refusals`)."""
+        (:mod:`riverflow.consumers.inference.refusals`)."""
         self.refusals.suspect(self.delivery.abort())
         if isinstance(exc, RecordRefused):
             self.refusals.refused(exc.record, exc.error)

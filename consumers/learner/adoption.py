@@ -1,12 +1,12 @@
 """What an active learner takes from the models topic while it runs: an operator's new version.
 
 ``riverflow models import``, ``train`` and ``rollback`` publish a version of the lineage
-(``extra["operation"]``, see :mod:`online_model.operations`) while a learner may be active. The
-learner adopts its estimator, and only that: its join state, input positions, evaluation state
-and learned count stay as they are, and its next snapshot, published at once, carries the
-adopted estimator with its own checkpoint as a version above the operator's. Its own snapshots,
-pins and unpins are passed over without unpickling; a record that does not verify is refused
-and counted like any other.
+(``extra["operation"]``, see :mod:`riverflow.online_model.operations`) while a learner may be
+active. The learner adopts its estimator, and only that: its join state, input positions,
+evaluation state and learned count stay as they are, and its next snapshot, published at once,
+carries the adopted estimator with its own checkpoint as a version above the operator's. Its own
+snapshots, pins and unpins are passed over without unpickling; a record that does not verify is
+refused and counted like any other.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-from online_model.operations import kind_of
-from online_model.snapshot import Snapshot, Trust, loads, read_header
-from online_model.tasks import Task
 from riverflow.errors import SnapshotError
 from riverflow.metrics import LearnerMetrics
+from riverflow.online_model.operations import kind_of
+from riverflow.online_model.snapshot import Snapshot, Trust, loads, read_header
+from riverflow.online_model.tasks import Task
 
 log = logging.getLogger(__name__)
 

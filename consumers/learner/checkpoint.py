@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from online_model.snapshot import SnapshotHeader
+from riverflow.online_model.snapshot import SnapshotHeader
 
 
 def partition_key(topic: str, partition: int) -> str:

@@ -6,16 +6,17 @@ broker aborts whatever an earlier learner of the same model left open, and refus
 write of that earlier learner (the transport's ``Fenced`` -> :class:`Fenced`). A paused learner that
 wakes up after a standby took over therefore cannot overwrite the newer lineage of snapshots.
 Readers use ``read_committed`` (riverflow's default), so they never see an aborted snapshot.
-The same transaction writes the snapshot to the history topic (:mod:`online_model.history`).
+The same transaction writes the snapshot to the history topic
+(:mod:`riverflow.online_model.history`).
 """
 
 from __future__ import annotations
 
 import logging
 
-from online_model.history import history_records
-from online_model.snapshot import read_header
 from riverflow.errors import BrokerError, RiverflowError
+from riverflow.online_model.history import history_records
+from riverflow.online_model.snapshot import read_header
 from riverflow.settings import Settings
 from riverflow.topics import MODELS_MAX_MESSAGE_BYTES
 from riverflow.transport import Clients, Producer

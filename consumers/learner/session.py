@@ -1,11 +1,11 @@
 """The active learner's session: from loading the latest snapshot to stepping down.
 
 A :class:`Session` fences earlier learners of the model (see
-:mod:`consumers.learner.model_publisher`), loads the latest snapshot (or starts from the preset,
-version 0), and resumes both inputs from the checkpoint in its header (see
-:mod:`consumers.learner.checkpoint`) with a manually assigned consumer: the snapshot, not group
-offsets, is the checkpoint. Each :meth:`Session.batch` decodes, joins, learns and evaluates
-(:mod:`consumers.learner.state`); :meth:`Session.publish`
+:mod:`riverflow.consumers.learner.model_publisher`), loads the latest snapshot (or starts from the
+preset, version 0), and resumes both inputs from the checkpoint in its header (see
+:mod:`riverflow.consumers.learner.checkpoint`) with a manually assigned consumer: the snapshot, not
+group offsets, is the checkpoint. Each :meth:`Session.batch` decodes, joins, learns and evaluates
+(:mod:`riverflow.consumers.learner.state`); :meth:`Session.publish`
 captures the model and checkpoint between batches and hands them to a snapshot thread.
 
 The session receives its transport's clients and is driven from the learner's loop thread only.
@@ -19,18 +19,28 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from consumers.learner.adoption import describe, operator_versions
-from consumers.learner.checkpoint import Checkpoint, PartitionReplay, Replay, partition_key
-from consumers.learner.model_publisher import PublishFailed, SnapshotPublisher
-from consumers.learner.state import Learning, LearningConfig, check_label, check_prediction
-from consumers.snapshot_feed import SnapshotFeed, feed_consumer
-from online_model.presets import ModelSpec
-from online_model.snapshot import SnapshotHeader, Trust, dumps, loads, verify
 from riverflow import dead_letters
+from riverflow.consumers.learner.adoption import describe, operator_versions
+from riverflow.consumers.learner.checkpoint import (
+    Checkpoint,
+    PartitionReplay,
+    Replay,
+    partition_key,
+)
+from riverflow.consumers.learner.model_publisher import PublishFailed, SnapshotPublisher
+from riverflow.consumers.learner.state import (
+    Learning,
+    LearningConfig,
+    check_label,
+    check_prediction,
+)
+from riverflow.consumers.snapshot_feed import SnapshotFeed, feed_consumer
 from riverflow.errors import ConfigError, InvalidEvent, SnapshotError
 from riverflow.extract import FeedbackExtractor
 from riverflow.mapping import Mapping
 from riverflow.metrics import LearnerMetrics
+from riverflow.online_model.presets import ModelSpec
+from riverflow.online_model.snapshot import SnapshotHeader, Trust, dumps, loads, verify
 from riverflow.schemas import Decoder, now_ms
 from riverflow.settings import Settings
 from riverflow.transport import (
@@ -295,7 +305,8 @@ class Session:
 
     def _follow_operations(self) -> None:
         """Adopt the estimator of a version an operator published (import, train, rollback)
-        meanwhile; the rest of the learner's state stays (:mod:`consumers.learner.adoption`)."""
+        meanwhile; the rest of the learner's state stays
+        (:mod:`riverflow.consumers.learner.adoption`)."""
         now = time.monotonic()
         if self._feed is None or now - self._operations_at < OPERATIONS_EVERY_S:
             return

@@ -26,20 +26,20 @@ from dataclasses import dataclass
 from time import perf_counter
 from typing import Any
 
-from consumers.learner.checkpoint import Replay
-from consumers.learner.join_store import Entry, Join, MemoryJoinStore, Outcome, Side
-from online_model.drift import ConceptDriftMonitor
-from online_model.evaluation import (
+from riverflow.consumers.learner.checkpoint import Replay
+from riverflow.consumers.learner.join_store import Entry, Join, MemoryJoinStore, Outcome, Side
+from riverflow.errors import InvalidEvent, describe, internal
+from riverflow.metrics import HistogramBatch, LearnerMetrics
+from riverflow.online_model.drift import ConceptDriftMonitor
+from riverflow.online_model.evaluation import (
     Evaluator,
     error,
     evaluate_one,
     predicts_by_argmax,
     served_scores,
 )
-from online_model.presets import ModelSpec
-from online_model.tasks import Task
-from riverflow.errors import InvalidEvent, describe, internal
-from riverflow.metrics import HistogramBatch, LearnerMetrics
+from riverflow.online_model.presets import ModelSpec
+from riverflow.online_model.tasks import Task
 from riverflow.schemas import Feedback, Prediction
 
 log = logging.getLogger(__name__)

@@ -6,9 +6,9 @@ that partition is active (the cooperative sticky assignor keeps it where it is w
 come and go; a dead holder's partition moves after the session timeout, or at once to its
 restart when the learner has an ``--instance-id``: static membership).
 
-Becoming active starts a :class:`consumers.learner.session.Session`: fence earlier learners of the
-model, load the latest snapshot and resume the inputs from its checkpoint. Then, batch by
-batch: decode, join, test-then-train, watch drift, and publish a snapshot every
+Becoming active starts a :class:`riverflow.consumers.learner.session.Session`: fence earlier
+learners of the model, load the latest snapshot and resume the inputs from its checkpoint. Then,
+batch by batch: decode, join, test-then-train, watch drift, and publish a snapshot every
 ``snapshot_every`` learned events or ``snapshot_interval_s`` seconds when the model changed, at
 once after a drift reset, and on the way out (SIGTERM/SIGINT, ``--idle-exit``, revocation).
 
@@ -26,17 +26,17 @@ import logging
 import time
 from types import TracebackType
 
-from consumers.inference.model_follower import trust_from
-from consumers.learner.model_publisher import Fenced
-from consumers.learner.session import Session
-from online_model.drift import DETECTORS, make_detector
-from online_model.presets import ModelSpec, resolve
 from riverflow.connectivity import BrokerLink
+from riverflow.consumers.inference.model_follower import trust_from
+from riverflow.consumers.learner.model_publisher import Fenced
+from riverflow.consumers.learner.session import Session
 from riverflow.errors import BrokerError, duplicate_instance
 from riverflow.health import Health
 from riverflow.lifecycle import Stopper
 from riverflow.mapping import mapped_settings, mapping_of
 from riverflow.metrics import LearnerMetrics, deployment_labels, serve
+from riverflow.online_model.drift import DETECTORS, make_detector
+from riverflow.online_model.presets import ModelSpec, resolve
 from riverflow.options import add_worker_arguments, settings_from
 from riverflow.settings import Settings
 from riverflow.transport import (

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from online_model.snapshot import SnapshotHeader, dumps
+from riverflow.online_model.snapshot import SnapshotHeader, dumps
 from tests.chaos.support import assert_alive, sample, strict_page
 from tests.integration.inference_support import group, infer_args, send_model
 from tests.integration.kit import Workers

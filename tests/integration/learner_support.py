@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from online_model.snapshot import Snapshot, Trust, loads
-from online_model.unpickler import Allowlist
+from riverflow.online_model.snapshot import Snapshot, Trust, loads
+from riverflow.online_model.unpickler import Allowlist
 from riverflow.schemas import Reading, feedback_value, now_ms, prediction_value
 from tests.integration.kit import Stack, WorkerProcess, Workers
 

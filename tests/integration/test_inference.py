@@ -234,7 +234,7 @@ def test_metrics_endpoint_serves_every_family(stack: Any, tmp_path: Path) -> Non
 
 
 def test_revocation_commits_finished_work_before_the_handover(stack: Any) -> None:
-    from consumers.inference.worker import InferenceWorker
+    from riverflow.consumers.inference.worker import InferenceWorker
 
     g = group()
     s = stack(partitions=2, group_id=g, metrics_port=0)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from consumers.inference.worker import InferenceWorker
+from riverflow.consumers.inference.worker import InferenceWorker
 from riverflow.transport import clients_for
 from riverflow.transport.errors import TransportError
 from tests.integration.inference_support import (

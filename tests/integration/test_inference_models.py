@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from river import linear_model, preprocessing
 
-from online_model.snapshot import SnapshotHeader, dumps
+from riverflow.online_model.snapshot import SnapshotHeader, dumps
 from riverflow.settings import Settings
 from tests.integration.inference_support import (
     group,

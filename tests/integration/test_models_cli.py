@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from online_model.history import history_key, parse_history_key
-from online_model.snapshot import read_header
+from riverflow.online_model.history import history_key, parse_history_key
+from riverflow.online_model.snapshot import read_header
 from riverflow.transport import clients_for
 from tests.integration.inference_support import produce, reading
 from tests.integration.kit import Stack, Workers, wait_until

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -53,6 +54,11 @@ def test_the_wheel_runs_up_with_prometheus_from_a_fresh_venv(tmp_path: Path) -> 
     )
     (wheel,) = (tmp_path / "dist").glob("riverflow-*.whl")
     assert wheel.name.startswith(f"riverflow-{riverflow.__version__}-")  # one version source
+    # Everything under riverflow/: no generic top-level consumers, producers or online_model.
+    with zipfile.ZipFile(wheel) as contents:
+        tops = {name.split("/")[0] for name in contents.namelist()}
+        assert "riverflow/consumers/learner/worker.py" in contents.namelist()
+    assert tops == {"riverflow", f"riverflow-{riverflow.__version__}.dist-info"}, tops
 
     venv = tmp_path / "venv"
     run(sys.executable, "-m", "venv", venv, cwd=outside, env=env, timeout=120)

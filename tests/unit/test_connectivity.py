@@ -12,12 +12,12 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaConnectionError, KafkaTimeoutError
 from prometheus_client import CollectorRegistry, Gauge
 
-import consumers.learner.worker as learner_module
-from online_model.presets import resolve
+import riverflow.consumers.learner.worker as learner_module
 from riverflow import cli
 from riverflow.connectivity import DOWN_AFTER_S, BrokerLink
 from riverflow.lifecycle import Stopper
 from riverflow.metrics import LearnerMetrics
+from riverflow.online_model.presets import resolve
 from riverflow.settings import load_settings
 from riverflow.transport import clients_for
 from riverflow.transport.errors import Timeout
@@ -110,7 +110,7 @@ def test_kafka_pythons_broker_trouble_is_dropped_its_crashes_are_not() -> None:
     assert not keep(record("kafka.net.transport", ConnectionResetError(104, "reset")))
     assert not keep(record("kafka.coordinator", KafkaConnectionError("gone")))
     assert keep(record("kafka.net.selector", RuntimeError("IO loop crashed")))
-    assert keep(record("consumers.learner.worker")) and keep(record("kafkaesque"))
+    assert keep(record("riverflow.consumers.learner.worker")) and keep(record("kafkaesque"))
 
 
 def test_a_kafka_error_that_ends_a_command_is_one_line(
@@ -152,7 +152,7 @@ class FakeGroup:
 def test_a_learner_that_cannot_become_active_retries_and_says_so_once(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="consumers.learner.worker")
+    caplog.set_level(logging.DEBUG, logger="riverflow.consumers.learner.worker")
     monkeypatch.setattr(learner_module, "Session", FakeSession)
     settings = load_settings(model="logreg", model_signing_key="k" * 32)
     learner = learner_module.Learner(

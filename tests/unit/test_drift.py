@@ -4,8 +4,8 @@ import random
 
 import pytest
 
-from online_model.drift import ConceptDriftMonitor, FeatureDriftMonitor, make_detector
 from riverflow.errors import ConfigError
+from riverflow.online_model.drift import ConceptDriftMonitor, FeatureDriftMonitor, make_detector
 
 
 @pytest.mark.parametrize("detector", ["adwin", "page_hinkley", "kswin"])

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from river import datasets, evaluate, linear_model, metrics, preprocessing, utils
 
-from online_model.evaluation import Evaluator, error, evaluate_one, served_scores
-from online_model.presets import resolve
+from riverflow.online_model.evaluation import Evaluator, error, evaluate_one, served_scores
+from riverflow.online_model.presets import resolve
 
 
 def values(ev: Evaluator) -> dict[tuple[str, str], float]:

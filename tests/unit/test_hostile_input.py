@@ -10,11 +10,16 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from consumers.learner.checkpoint import Replay
-from consumers.learner.state import Learning, LearningConfig, check_label, check_prediction
-from online_model.presets import resolve
+from riverflow.consumers.learner.checkpoint import Replay
+from riverflow.consumers.learner.state import (
+    Learning,
+    LearningConfig,
+    check_label,
+    check_prediction,
+)
 from riverflow.errors import MAX_MESSAGE_CHARS, InvalidEvent, describe
 from riverflow.metrics import LearnerMetrics
+from riverflow.online_model.presets import resolve
 from riverflow.schemas import REASONS, Decoder, Feedback, Prediction, Reading, fast_reading
 from tests.hostile import HARMLESS_NAMES, Messages, corpus, duplicate_keys
 

@@ -8,7 +8,12 @@ from typing import Any
 
 import pytest
 
-from consumers.inference.delivery import AtLeastOnce, BatchFailed, RecordRefused, Transactional
+from riverflow.consumers.inference.delivery import (
+    AtLeastOnce,
+    BatchFailed,
+    RecordRefused,
+    Transactional,
+)
 from riverflow.transport import Producer, TopicPartition
 from riverflow.transport.errors import BrokerUnavailable, CommitFailed, RecordTooLarge
 from tests.fakes import FakeClients, FakeConsumer, FakeKafka

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from river import linear_model, preprocessing, tree
 
-from consumers.inference.model_follower import ModelFollower, ServedModel, trust_from
-from online_model.snapshot import SnapshotHeader, Trust, dumps
+from riverflow.consumers.inference.model_follower import ModelFollower, ServedModel, trust_from
 from riverflow.errors import ConfigError
+from riverflow.online_model.snapshot import SnapshotHeader, Trust, dumps
 from riverflow.settings import load_settings
 
 KEY = b"signing-key-of-16+"

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from consumers.inference.worker import InferenceWorker
+from riverflow.consumers.inference.worker import InferenceWorker
 from riverflow.errors import ConfigError
 from riverflow.metrics import InferenceMetrics
 from riverflow.schemas import now_ms

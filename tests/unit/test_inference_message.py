@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from consumers.inference.worker import every_nth
+from riverflow.consumers.inference.worker import every_nth
 from riverflow.schemas import Decoder, Reading, prediction_value, wire_label
 
 READING = Reading(event_id="e-1", sensor_id="s-7", ts=1_000, features={"a": 1, "b": -2.5})

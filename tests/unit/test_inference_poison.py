@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from river import linear_model
 
-import consumers.inference.worker as inference
-from consumers.inference.refusals import MAX_ATTEMPTS
+import riverflow.consumers.inference.worker as inference
+from riverflow.consumers.inference.refusals import MAX_ATTEMPTS
 from riverflow.metrics import InferenceMetrics
 from riverflow.schemas import now_ms, reading_value
 from riverflow.settings import Settings

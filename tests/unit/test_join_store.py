@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from consumers.learner.join_store import Entry, MemoryJoinStore, Outcome, Side
+from riverflow.consumers.learner.join_store import Entry, MemoryJoinStore, Outcome, Side
 
 P, F = Side.PREDICTION, Side.FEEDBACK
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from consumers.learner.checkpoint import Checkpoint, PartitionReplay, Replay
-from consumers.learner.state import Learning, LearningConfig
-from online_model.presets import resolve
-from online_model.snapshot import SnapshotHeader, Trust, dumps, loads
+from riverflow.consumers.learner.checkpoint import Checkpoint, PartitionReplay, Replay
+from riverflow.consumers.learner.state import Learning, LearningConfig
 from riverflow.metrics import LearnerMetrics
+from riverflow.online_model.presets import resolve
+from riverflow.online_model.snapshot import SnapshotHeader, Trust, dumps, loads
 from riverflow.schemas import Feedback, Prediction
 
 TS0 = 1_700_000_000_000

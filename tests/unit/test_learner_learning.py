@@ -8,11 +8,16 @@ from typing import Any
 import pytest
 from river import base
 
-from consumers.learner.checkpoint import Replay
-from consumers.learner.state import Learning, LearningConfig, check_label, check_prediction
-from online_model.presets import ModelSpec, resolve
+from riverflow.consumers.learner.checkpoint import Replay
+from riverflow.consumers.learner.state import (
+    Learning,
+    LearningConfig,
+    check_label,
+    check_prediction,
+)
 from riverflow.errors import InvalidEvent
 from riverflow.metrics import LearnerMetrics
+from riverflow.online_model.presets import ModelSpec, resolve
 from riverflow.schemas import Feedback, Prediction
 
 TS = 1_700_000_000_000

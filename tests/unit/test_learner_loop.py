@@ -8,12 +8,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from consumers.learner.model_publisher import SnapshotPublisher
-from consumers.learner.worker import Learner
-from online_model.presets import resolve
-from online_model.snapshot import Trust, loads
+from riverflow.consumers.learner.model_publisher import SnapshotPublisher
+from riverflow.consumers.learner.worker import Learner
 from riverflow.lifecycle import Stopper
 from riverflow.metrics import LearnerMetrics
+from riverflow.online_model.presets import resolve
+from riverflow.online_model.snapshot import Trust, loads
 from riverflow.settings import Settings
 from riverflow.transport import TopicPartition
 from tests.fakes import FakeClients, FakeKafka

@@ -8,12 +8,12 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from consumers.learner.checkpoint import Checkpoint, PartitionReplay, Replay, to_runs
-from consumers.learner.join_store import Side
-from consumers.learner.state import Learning, LearningConfig
-from online_model.presets import resolve
-from online_model.snapshot import SnapshotHeader, Trust, dumps, loads
+from riverflow.consumers.learner.checkpoint import Checkpoint, PartitionReplay, Replay, to_runs
+from riverflow.consumers.learner.join_store import Side
+from riverflow.consumers.learner.state import Learning, LearningConfig
 from riverflow.metrics import LearnerMetrics
+from riverflow.online_model.presets import resolve
+from riverflow.online_model.snapshot import SnapshotHeader, Trust, dumps, loads
 from riverflow.schemas import Feedback, Prediction
 
 

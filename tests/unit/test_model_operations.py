@@ -8,7 +8,8 @@ import pickle
 import pytest
 from river import linear_model
 
-from online_model.operations import (
+from riverflow.errors import SnapshotError
+from riverflow.online_model.operations import (
     compatibility,
     derive,
     kind_of,
@@ -16,8 +17,7 @@ from online_model.operations import (
     split_payload,
     unpin_record,
 )
-from online_model.snapshot import RIVER_VERSION, SnapshotHeader, dumps, read_header
-from riverflow.errors import SnapshotError
+from riverflow.online_model.snapshot import RIVER_VERSION, SnapshotHeader, dumps, read_header
 from tests.unit.test_inference_follower import KEY, follower, snapshot
 
 

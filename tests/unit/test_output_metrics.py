@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from consumers.learner.join_store import Side
-from consumers.learner.state import MessageSizes
+from riverflow.consumers.learner.join_store import Side
+from riverflow.consumers.learner.state import MessageSizes
 from riverflow.metrics import InferenceMetrics, OutputDistribution
 
 

@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from producers.pacing import DueQueue, Pacer
+from riverflow.producers.pacing import DueQueue, Pacer
 
 
 def test_event_k_is_due_at_start_plus_k_over_rate() -> None:

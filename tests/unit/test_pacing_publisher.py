@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-import producers.publisher as publisher_module
-from producers.events import Outgoing
-from producers.progress import Progress
-from producers.publisher import DelayUnit, Publisher
+import riverflow.producers.publisher as publisher_module
 from riverflow.errors import BrokerError, ConfigError, RiverflowError
 from riverflow.lifecycle import Stopper
+from riverflow.producers.events import Outgoing
+from riverflow.producers.progress import Progress
+from riverflow.producers.publisher import DelayUnit, Publisher
 from riverflow.settings import load_settings
 from riverflow.transport.base import DeliveryCallback
 from riverflow.transport.errors import Timeout, TransportError

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from online_model.presets import PRESETS, resolve
-from online_model.tasks import predict, task_of
 from riverflow.errors import ConfigError
+from riverflow.online_model.presets import PRESETS, resolve
+from riverflow.online_model.tasks import predict, task_of
 
 X = {"a": 0.5, "b": -1.0}
 

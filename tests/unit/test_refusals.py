@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from kafka.errors import MessageSizeTooLargeError
 
-from consumers.inference.refusals import MAX_ATTEMPTS, Refusals
+from riverflow.consumers.inference.refusals import MAX_ATTEMPTS, Refusals
 from riverflow.transport import TopicPartition
 from tests.unit.kafka_fakes import Record
 

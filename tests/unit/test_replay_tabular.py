@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from river.datasets import base
 
-from producers.events import Outgoing
-from producers.tabular import (
+from riverflow.errors import ConfigError
+from riverflow.producers.events import Outgoing
+from riverflow.producers.tabular import (
     FeatureCleaner,
     feature_value,
     offline_datasets,
@@ -21,7 +22,6 @@ from producers.tabular import (
     parse_ts,
     to_events,
 )
-from riverflow.errors import ConfigError
 from riverflow.schemas import wire_label
 
 
@@ -109,7 +109,7 @@ def test_a_non_numeric_column_is_left_out_with_one_warning(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = write(tmp_path, "city,x,y\nParis,1,a\nOslo,2,b\nRome,3,a\n")
-    with caplog.at_level(logging.WARNING, logger="producers.tabular"):
+    with caplog.at_level(logging.WARNING, logger="riverflow.producers.tabular"):
         events, cleaner = replay(path, target="y")
     assert [e.features for e in events] == [{"x": 1.0}, {"x": 2.0}, {"x": 3.0}]
     assert [e.label for e in events] == ["a", "b", "a"]

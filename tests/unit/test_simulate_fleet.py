@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from river import metrics, tree
 
-from producers.events import Outgoing, run_prefix
-from producers.fleet import CONCEPTS, fleet, sensor_names
-from producers.simulate import pick_concept
 from riverflow.errors import ConfigError
+from riverflow.producers.events import Outgoing, run_prefix
+from riverflow.producers.fleet import CONCEPTS, fleet, sensor_names
+from riverflow.producers.simulate import pick_concept
 from riverflow.schemas import Decoder, feedback_value, reading_value
 
 

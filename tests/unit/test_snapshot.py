@@ -7,7 +7,9 @@ import logging
 import pytest
 from river import linear_model, preprocessing
 
-from online_model.snapshot import (
+from riverflow.errors import SnapshotError
+from riverflow.metrics import InferenceMetrics, LearnerMetrics
+from riverflow.online_model.snapshot import (
     MAGIC,
     REJECT_REASONS,
     SnapshotHeader,
@@ -17,8 +19,6 @@ from online_model.snapshot import (
     read_header,
     verify,
 )
-from riverflow.errors import SnapshotError
-from riverflow.metrics import InferenceMetrics, LearnerMetrics
 
 KEY = b"k" * 16
 
@@ -96,7 +96,7 @@ def test_the_opt_in_loads_unverified_and_warns_each_time(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     trust = Trust(None, allow_unsigned=True)
-    with caplog.at_level(logging.WARNING, logger="online_model.snapshot"):
+    with caplog.at_level(logging.WARNING, logger="riverflow.online_model.snapshot"):
         assert loads(dumps(header(), {"w": 1}), trust).model == {"w": 1}
         assert loads(dumps(header(version=8), {"w": 2}, key=KEY), trust).model == {"w": 2}
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]

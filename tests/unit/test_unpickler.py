@@ -13,12 +13,14 @@ import numpy as np
 import pytest
 from river import cluster, ensemble, facto, linear_model, optim
 
-import consumers.inference.model_follower
-import online_model.snapshot
-import online_model.unpickler
-from online_model.presets import PRESETS, resolve
-from online_model.unpickler import Allowlist, restricted_load
+import riverflow.consumers.inference.model_follower
+import riverflow.online_model.snapshot
+import riverflow.online_model.unpickler
 from riverflow.errors import ConfigError, SnapshotError
+from riverflow.online_model.evaluation import Evaluator
+from riverflow.online_model.presets import PRESETS, resolve
+from riverflow.online_model.snapshot import EVALUATION_MODULES
+from riverflow.online_model.unpickler import Allowlist, restricted_load
 
 
 def restricted_loads(payload: bytes, allow: Allowlist) -> Any:
@@ -323,6 +325,18 @@ def test_a_pickle_that_changes_a_function_is_refused_and_the_function_restored()
 # -- operator settings ---------------------------------------------------------------------
 
 
+def test_snapshots_from_before_the_riverflow_namespace_still_load() -> None:
+    # riverflow 0.1.0 installed online_model as a top-level package; its snapshots' evaluation
+    # state names the classes there. Protocol 2 writes each as a text line (GLOBAL).
+    evaluator = Evaluator("classification", window=10)
+    evaluator.update(True, False, {True: 0.2, False: 0.8})
+    new = pickle.dumps(evaluator, protocol=2, fix_imports=False)
+    old = new.replace(b"criverflow.online_model.", b"conline_model.")
+    assert old != new and b"riverflow" not in old
+    loaded = restricted_load(io.BytesIO(old), Allowlist(EVALUATION_MODULES))
+    assert type(loaded) is Evaluator and list(loaded.values()) == list(evaluator.values())
+
+
 @pytest.mark.parametrize(
     "module",
     ["os", "builtins", "subprocess", "importlib.util", "numpy", "numpy.lib", "scipy", "pickle"]
@@ -345,7 +359,12 @@ def test_an_allowed_module_admits_what_it_defines_not_what_it_imports() -> None:
 
 
 @pytest.mark.parametrize(
-    "module", [online_model.unpickler, online_model.snapshot, consumers.inference.model_follower]
+    "module",
+    [
+        riverflow.online_model.unpickler,
+        riverflow.online_model.snapshot,
+        riverflow.consumers.inference.model_follower,
+    ],
 )
 def test_docstring_examples(module: Any) -> None:
     result = doctest.testmod(module)
