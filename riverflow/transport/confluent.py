@@ -328,14 +328,32 @@ class ConfluentClients:
 
 class _Links:
     """A client's broker connections, from librdkafka's statistics (the one account of them
-    it gives): up until a report says no broker is."""
+    it gives): up until a report says no broker is. For a consumer, also where each partition
+    that has returned no record yet will start (:meth:`ConfluentConsumer.position`)."""
 
     def __init__(self) -> None:
         self.up = True
+        self.starts: dict[TopicPartition, int] = {}
 
     def on_stats(self, report: str) -> None:
-        brokers = json.loads(report).get("brokers", {})
-        self.up = any(b.get("state") == "UP" for b in brokers.values())
+        stats = json.loads(report)
+        self.up = any(b.get("state") == "UP" for b in stats.get("brokers", {}).values())
+        if stats.get("type") == "consumer":
+            self.starts = _starts(stats.get("topics", {}))
+
+
+def _starts(topics: Mapping[str, Any]) -> dict[TopicPartition, int]:
+    """Partitions being fetched that have returned nothing and hold nothing fetched: the next
+    record returned is the next one fetched (an empty partition's position)."""
+    return {
+        TopicPartition(topic, int(pid)): int(p["next_offset"])
+        for topic, t in topics.items()
+        for pid, p in t.get("partitions", {}).items()
+        if p.get("fetch_state") == "active"
+        and p.get("app_offset", 0) < 0
+        and p.get("fetchq_cnt", 1) == 0
+        and p.get("next_offset", -1) >= 0
+    }
 
 
 def _ck(tp: TopicPartition, offset: int | None = None) -> _TopicPartition:
@@ -410,6 +428,7 @@ class ConfluentConsumer:
     def _forget(self, partitions: Iterable[TopicPartition]) -> None:
         for tp in partitions:
             self._sought.pop(tp, None)
+            self._links.starts.pop(tp, None)
 
     def assign(self, partitions: Iterable[TopicPartition]) -> None:
         wanted = set(partitions)
@@ -488,6 +507,11 @@ class ConfluentConsumer:
             (found,) = self._c.position([_ck(partition)])
         if found.offset >= 0:
             return int(found.offset)
+        # Known from the last statistics without a round trip, which on a loaded machine may
+        # take longer than the poll loop can wait, again and again (an empty partition).
+        start = self._links.starts.get(partition)
+        if start is not None:
+            return start
         return self._start(partition, timeout_s)
 
     def _start(self, partition: TopicPartition, timeout_s: float) -> int | None:

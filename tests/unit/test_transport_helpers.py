@@ -1,13 +1,16 @@
-"""The kafka-python key partitioner, the seam's partition and lag helpers, the metrics port."""
+"""The kafka-python key partitioner, the seam's partition and lag helpers, the metrics port,
+confluent's statistics."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 from kafka.partitioner import DefaultPartitioner
 
 from riverflow.transport import TopicPartition, lag_samples, topic_partitions
+from riverflow.transport.confluent import _Links
 from riverflow.transport.kafka_python import KeyHashPartitioner
 
 
@@ -85,3 +88,29 @@ def test_a_taken_metrics_port_is_a_usage_error() -> None:
         with pytest.raises(ConfigError, match="--metrics-port"):
             serve(CollectorRegistry(), None, port)
     serve(CollectorRegistry(), 0, port)  # 0: metrics off, nothing is bound
+
+
+def test_confluent_statistics_give_positions_only_where_nothing_was_returned_or_fetched() -> None:
+    def partition(state: str, next_offset: int, app_offset: int, queued: int) -> dict[str, Any]:
+        return dict(
+            fetch_state=state, next_offset=next_offset, app_offset=app_offset, fetchq_cnt=queued
+        )
+
+    links = _Links()
+    report = {
+        "type": "consumer",
+        "brokers": {"b1": {"state": "UP"}},
+        "topics": {
+            "t": {
+                "partitions": {
+                    "0": partition("active", 10, -1001, 0),  # empty or caught up: starts at 10
+                    "1": partition("active", 7, 7, 0),  # returned records: the client knows
+                    "2": partition("active", 9, -1001, 3),  # fetched, not returned: unknown
+                    "3": partition("offset-wait", 0, -1001, 0),  # start not known yet
+                    "-1": partition("none", -1001, -1001, 0),  # librdkafka's unassigned queue
+                }
+            }
+        },
+    }
+    links.on_stats(json.dumps(report))
+    assert links.up and links.starts == {TopicPartition("t", 0): 10}
