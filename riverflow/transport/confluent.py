@@ -102,17 +102,32 @@ _GROUP_NOT_FOUND = KafkaError.GROUP_ID_NOT_FOUND
 _UNAVAILABLE = {KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._RESOLVE}
 
 
+# A fatal error reaches a consumer's stream as _FATAL, its cause only in the text (the Python
+# client has no rd_kafka_fatal_error()): the fencing causes, in librdkafka's own words.
+_FATAL_CAUSES = {
+    KafkaError(KafkaError.FENCED_INSTANCE_ID).str(): KafkaError.FENCED_INSTANCE_ID,
+    KafkaError(KafkaError.UNRELEASED_INSTANCE_ID).str(): KafkaError.FENCED_INSTANCE_ID,
+}
+
+
+def _is_fatal(err: KafkaError) -> bool:
+    return bool(err.fatal()) or err.code() == KafkaError._FATAL
+
+
 def _error(err: KafkaError) -> TransportError:
     """The one mapping of librdkafka's errors to riverflow's."""
     code = err.code()
     name = err.name()
-    message = f"{name}: {err.str()}"
+    text = err.str()
+    message = f"{name}: {text}"
+    if code == KafkaError._FATAL:
+        code = next((c for cause, c in _FATAL_CAUSES.items() if cause in text), code)
     kind: type[TransportError]
     if code == KafkaError.FENCED_INSTANCE_ID:
         kind = InstanceFenced
     elif code in _FENCED or (code == KafkaError.INVALID_PRODUCER_EPOCH and err.fatal()):
         kind = Fenced
-    elif err.fatal():
+    elif _is_fatal(err):
         kind = Fatal
     elif err.txn_requires_abort():
         kind = AbortableTransactionError
@@ -258,7 +273,7 @@ def producer_config(
 def _on_client_error(err: KafkaError) -> None:
     """librdkafka reports a broker that is away many times a second, per client: riverflow says
     so once per change (:mod:`riverflow.connectivity`), so those reports show at DEBUG only."""
-    if err.fatal():
+    if _is_fatal(err):
         log.error("Kafka client: %s", err.str())
     elif err.code() in _UNAVAILABLE:
         log.debug("Kafka client: %s", err.str())
@@ -481,7 +496,7 @@ class ConfluentConsumer:
 
     def _consumer_error(self, err: KafkaError) -> None:
         """Errors in the stream are librdkafka's news (it retries by itself), except fatal ones."""
-        if err.fatal():
+        if _is_fatal(err):
             raise _error(err)
         now = time.monotonic()
         if now - self._errors_logged.get(err.code(), -ERROR_LOG_EVERY_S) >= ERROR_LOG_EVERY_S:

@@ -61,6 +61,17 @@ def test_other_kafka_python_errors_keep_their_retriability() -> None:
         (KafkaError(KafkaError._FENCED, fatal=True), Fenced),
         (KafkaError(KafkaError.PRODUCER_FENCED), Fenced),
         (KafkaError(KafkaError.FENCED_INSTANCE_ID, fatal=True), InstanceFenced),
+        # What a fenced static member's stream says (the cause only in the text, not fatal()).
+        (
+            KafkaError(
+                KafkaError._FATAL,
+                "Fatal error: Broker: Static consumer fenced by other consumer with same "
+                "group.instance.id: OffsetCommit failed: Broker: Static consumer fenced by "
+                "other consumer with same group.instance.id",
+            ),
+            InstanceFenced,
+        ),
+        (KafkaError(KafkaError._FATAL, "Fatal error: Broker: Invalid session timeout"), Fatal),
         (KafkaError(KafkaError.INVALID_PRODUCER_EPOCH, fatal=True), Fenced),
         (KafkaError(KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER, fatal=True), Fatal),
         (
