@@ -26,7 +26,8 @@ snapshot headers (``learned_count``, ``created_ts``), the bare loops' timed insi
 
 latency: ``riverflow infer`` per client follows a fresh topic while readings are produced at a
 steady ``--rate`` for ``--seconds``; p50 and p99 of each output's append time minus its reading's
-``ts``.
+``ts``, and of its two parts: the reading's append time minus its ``ts`` (the producing side) and
+the output's append time minus the reading's (the worker).
 
 ``--baseline DIR`` adds ``riverflow-<client>@base`` contestants: riverflow imported from another
 checkout (``git worktree add DIR <commit>``), to measure a change before and after in one
@@ -256,6 +257,8 @@ def latency_mode(args: argparse.Namespace, base: Settings, names: list[str]) -> 
     for name in names:
         uid = uuid.uuid4().hex[:8]
         settings = replace_topics(base, f"bench-peers-live-{uid}", uid)
+        # Both topics stamped by the broker: each latency splits at the reading's append time.
+        create_output_topic(settings, settings.readings_topic)
         create_output_topic(settings, settings.predictions_topic)
         create_topics(settings)
         root = tree(args, name)
@@ -265,13 +268,23 @@ def latency_mode(args: argparse.Namespace, base: Settings, names: list[str]) -> 
         proc.wait(timeout=120)
         out = read_outputs(base.bootstrap_servers, settings.predictions_topic)
         check(name, out, sent)
-        latencies = [s - e for e, s in zip(out.event_ts, out.stamps, strict=True)]
-        q = statistics.quantiles(latencies, n=100)
+        ins = read_outputs(base.bootstrap_servers, settings.readings_topic, "ts")
+        appended = dict(zip(ins.event_ids, ins.stamps, strict=True))
+        total = [s - e for e, s in zip(out.event_ts, out.stamps, strict=True)]
+        worker = [s - appended[i] for i, s in zip(out.event_ids, out.stamps, strict=True)]
+        sensor = [a - e for e, a in zip(ins.event_ts, ins.stamps, strict=True)]
         print(
             f"{name}: {sent:,} readings at {args.rate:,}/s, output append time - reading ts: "
-            f"p50 {q[49]:.0f} ms, p99 {q[98]:.0f} ms (load {load()})",
+            f"{quantiles(total)}; of which reading ts -> reading appended (the producing "
+            f"side): {quantiles(sensor)}, reading appended -> output appended (the worker): "
+            f"{quantiles(worker)} (load {load()})",
             flush=True,
         )
+
+
+def quantiles(latencies: list[int]) -> str:
+    q = statistics.quantiles(latencies, n=100)
+    return f"p50 {q[49]:.0f} ms, p99 {q[98]:.0f} ms"
 
 
 MODES = {"infer": infer_mode, "learner": learner_mode, "latency": latency_mode}

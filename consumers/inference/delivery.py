@@ -204,11 +204,17 @@ def _settled(failures: list[tuple[TransportError, Any]], source: Any, error: Any
 
 
 class AtLeastOnce(_Outputs):
-    """Produce, flush, check every send, then commit the consumed offsets.
+    """Produce, flush, check every send, then commit the consumed offsets, without waiting for
+    the commit's answer.
 
-    Offsets whose commit failed (a rebalance in progress, a coordinator move) stay pending and
-    are committed with the next batch, or by the rebalance listener through
-    :meth:`take_pending` before their partitions are given away.
+    Once a batch's outputs are in Kafka its offsets may be committed at any later time, so the
+    commit is asynchronous: waiting for the group coordinator (~8 ms a commit on a local Kafka
+    4.1, whose coordinator lingers before it writes) cost every batch that much and every
+    reading that much latency. Each owned partition's latest offsets are kept and go with every
+    later commit, so a commit that failed (a rebalance, a coordinator move) or was overtaken by
+    a retry of an older one is covered by the next batch's, for idle partitions too. They are
+    committed synchronously by the rebalance listener (:meth:`take_pending`) before their
+    partitions are given away, and at :meth:`close`.
     """
 
     name = "at-least-once"
@@ -220,7 +226,7 @@ class AtLeastOnce(_Outputs):
         stop_requested: Callable[[], bool] = lambda: False,
     ) -> None:
         super().__init__(make_producer, consumer, stop_requested)
-        self._pending: Offsets = {}
+        self._pending: Offsets = {}  # the next offsets of every owned partition read so far
 
     def begin(self) -> None:
         self._start_batch()
@@ -231,14 +237,12 @@ class AtLeastOnce(_Outputs):
         produced_ms = now_ms()
         self._pending.update(offsets)
         try:
-            self._consumer.commit(dict(self._pending))
+            self._consumer.commit(dict(self._pending), asynchronous=True)
         except InstanceFenced:
             raise  # another process has this member's place: no later commit will pass
         except TransportError as exc:
-            # The outputs are in Kafka; a later commit of higher offsets covers these.
+            # The outputs are in Kafka; the next batch's commit carries these offsets again.
             log.warning("offset commit failed, retrying with the next batch: %s", exc)
-            return produced_ms
-        self._pending.clear()
         return produced_ms
 
     def abort(self) -> list[Any]:
@@ -337,4 +341,3 @@ def delivery_for(
 
         return Transactional(transactional, consumer)
     return AtLeastOnce(clients.producer, consumer, stop_requested)
-
