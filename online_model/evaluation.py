@@ -24,6 +24,7 @@ score.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Iterator
 from typing import Any
@@ -33,6 +34,8 @@ from river import base, metrics, stats
 from riverflow.online_model.tasks import TASKS, Task, final_step
 
 CUMULATIVE = "cumulative"
+# River's clamp of a probability before its logarithm (ClassificationMetric._clamp_proba).
+_P_MIN, _P_MAX = 1e-15, 1 - 1e-15
 ROLLING = "rolling"
 
 
@@ -49,7 +52,14 @@ class Evaluator:
     keeps them (revert the oldest update, then update), with one window for all the metrics
     fed the same arguments instead of one ``utils.Rolling`` each: the same operations in the
     same order, so the same values, without a wrapper call and a window per metric.
+
+    The binary log loss is River's ``LogLoss`` per-event loss computed inline (the same clamp
+    and logarithm, so the same floats): it ran twice per joined event, three calls deep.
     """
+
+    # Set by _build for boolean labels; a class default, so evaluators pickled before it existed
+    # (snapshots of earlier versions) load and take River's own path.
+    _binary_log_loss = False
 
     def __init__(self, task: Task, window: int) -> None:
         if task not in TASKS:
@@ -74,6 +84,7 @@ class Evaluator:
             cumulative, rolling = metrics.ConfusionMatrix(), metrics.ConfusionMatrix()
             self._by_label, self._by_label_rolling = [cumulative, rolling], [rolling]
             self._loss = metrics.LogLoss() if binary else metrics.CrossEntropy()
+            self._binary_log_loss = binary
             self._loss_cumulative, self._loss_rolling = stats.Mean(), stats.Mean()
             self._report = [
                 ("accuracy", CUMULATIVE, metrics.Accuracy(cm=cumulative)),
@@ -110,7 +121,11 @@ class Evaluator:
                 m.update(y_true, y_pred)
             labels.append((y_true, y_pred))
         if proba:
-            loss = self._loss._eval(y_true, proba)  # what LogLoss.update adds to its mean
+            if self._binary_log_loss:  # River's LogLoss._eval, inline
+                p_true = max(min(proba.get(True, 0.0), _P_MAX), _P_MIN)
+                loss = -math.log(p_true) if y_true else -math.log(1 - p_true)
+            else:
+                loss = self._loss._eval(y_true, proba)  # what LogLoss.update adds to its mean
             losses = self._losses
             if len(losses) == self.window:
                 self._loss_rolling.revert(losses.popleft())

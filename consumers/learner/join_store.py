@@ -147,7 +147,12 @@ class MemoryJoinStore(JoinStore):
         partner = others.pop(event_id, None)
         if partner is not None:
             del self._offsets[partner.source][partner.offset]
-            self._remember_join(event_id, max(entry.ts, partner.ts))
+            # The join's ts, kept so that redeliveries after the join are recognised (inline:
+            # once per joined pair).
+            joined = self._joined
+            joined[event_id] = entry.ts if entry.ts > partner.ts else partner.ts
+            if len(joined) > self.max_pending:
+                joined.popitem(last=False)
             if side is Side.PREDICTION:
                 return AddResult(Outcome.JOINED, Join(entry, partner))
             return AddResult(Outcome.JOINED, Join(partner, entry))
@@ -165,12 +170,6 @@ class MemoryJoinStore(JoinStore):
             offsets = self._offsets[entry.source] = {}
         offsets[entry.offset] = None
         return _PENDING if evicted is None else AddResult(Outcome.PENDING, evicted=evicted)
-
-    def _remember_join(self, event_id: str, ts: int) -> None:
-        joined = self._joined
-        joined[event_id] = ts
-        if len(joined) > self.max_pending:
-            joined.popitem(last=False)
 
     def expire(self) -> list[tuple[Side, Entry]]:
         cutoff = self._watermark - self.ttl_ms

@@ -51,6 +51,18 @@ def test_binary_classification_matches_river_metrics() -> None:
     assert values(ev)[("f1", "cumulative")] != pytest.approx(macro.get())
 
 
+def test_binary_log_loss_is_rivers_to_the_bit_at_the_clamps() -> None:
+    ev, cumulative = Evaluator("classification", window=3), metrics.LogLoss()
+    rolling = utils.Rolling(metrics.LogLoss(), window_size=3)
+    for y, p_true in [(True, 0.0), (False, 1.0), (True, 1e-300), (False, 0.5), (True, 1.0)]:
+        proba = {True: p_true, False: 1 - p_true}
+        ev.update(y, p_true > 0.5, proba)
+        cumulative.update(y, proba)
+        rolling.update(y, proba)
+        assert values(ev)[("log_loss", "cumulative")] == cumulative.get()
+        assert values(ev)[("log_loss", "rolling")] == rolling.get()
+
+
 def test_multiclass_uses_macro_f1_and_cross_entropy() -> None:
     rng = random.Random(2)
     ev = Evaluator("classification", window=30)

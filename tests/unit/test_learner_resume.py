@@ -23,6 +23,30 @@ def test_runs() -> None:
     assert to_runs([1, 2, 3, 7, 9, 10]) == [[1, 4], [7, 8], [9, 11]]
 
 
+def runs_one_by_one(offsets: list[int]) -> list[list[int]]:
+    runs: list[list[int]] = []
+    for offset in offsets:
+        if runs and offset == runs[-1][1]:
+            runs[-1][1] = offset + 1
+        else:
+            runs.append([offset, offset + 1])
+    return runs
+
+
+def test_runs_found_by_halving_are_the_runs_one_by_one() -> None:
+    rng = random.Random(5)
+    for _ in range(300):
+        n, gap = rng.randint(0, 400), rng.choice([0.0, 0.001, 0.05, 0.5])
+        offsets = sorted(rng.sample(range(10_000), n)) if gap == 0.5 else []
+        if gap < 0.5:  # long runs with a few holes, as a learner's waiting offsets are
+            offset = rng.randint(0, 100)
+            for _ in range(n):
+                offsets.append(offset)
+                offset += 1 + (rng.randint(1, 50) if rng.random() < gap else 0)
+        assert to_runs(offsets) == runs_one_by_one(offsets)
+        assert to_runs(iter(offsets)) == runs_one_by_one(offsets)
+
+
 def test_start_and_classification() -> None:
     cp = Checkpoint({"a/0": 20, "a/1": 8}, {"a/0": [[5, 7], [12, 13]]}, watermark=99)
     assert cp.start("a/0") == 5  # first waiting offset
