@@ -64,6 +64,9 @@ STANDBY_POLL_S = 0.5
 # costs its whole timeout when there is nothing to fetch. 20 ms a second is 2% of the loop.
 GROUP_POLL_EVERY_S = 1.0
 GROUP_POLL_S = 0.02
+# Net allocations between young-generation collections (see run()): the young generation
+# then holds at most this many objects, a few MB.
+GC_YOUNG_THRESHOLD = 50_000
 # Becoming active needs the broker (fence, load, seek). While it does not answer, the learner
 # waits for its clients to reconnect and then tries again this often.
 ACTIVATE_RETRY_S = 2.0
@@ -137,6 +140,11 @@ def run(args: argparse.Namespace) -> int:
     # Everything imported so far lives as long as the process: keep it out of the collector's
     # full passes, which otherwise walk it again and again among the pending entries.
     gc.freeze()
+    # Each event allocates containers (decoded messages, join entries, evaluation windows) that
+    # reference counting frees: collecting every 700 net allocations (Python's default) took
+    # 0.19 s of CPU per 50,000 learned events with ~30,000 entries waiting (600 young, 54
+    # middle and 4 full collections), ~4% of the learner's time; at GC_YOUNG_THRESHOLD, 0.04 s.
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
     learner.run()
     return 0
 
