@@ -20,8 +20,9 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import threading
 import time
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -291,6 +292,7 @@ class ConfluentClients:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self._view = _View()
 
     def _hooks(self, links: _Links | None = None) -> dict[str, Any]:
         hooks: dict[str, Any] = {"logger": librdkafka_log, "error_cb": _on_client_error}
@@ -300,7 +302,7 @@ class ConfluentClients:
 
     def consumer(self, group_id: str | None = None, **options: Any) -> ConfluentConsumer:
         conf = consumer_config(self.settings, group_id, **options)
-        links = _Links()
+        links = _Links(self._view)
         conf.update(self._hooks(links), on_commit=_on_commit)
         with _mapped():
             client = _Consumer(conf)
@@ -313,7 +315,7 @@ class ConfluentClients:
 
     def producer(self, *, max_block_s: float | None = None, **options: Any) -> ConfluentProducer:
         conf = producer_config(self.settings, **options)
-        links = _Links()
+        links = _Links(self._view)
         conf.update(self._hooks(links))
         with _mapped():
             client = _Producer(conf)
@@ -341,20 +343,64 @@ class ConfluentClients:
             ) from None
 
 
-class _Links:
-    """A client's broker connections, from librdkafka's statistics (the one account of them
-    it gives): up until a report says no broker is. For a consumer, also where each partition
-    that has returned no record yet will start (:meth:`ConfluentConsumer.position`)."""
+class _View:
+    """What the clients of one :class:`ConfluentClients` know of the brokers, from librdkafka's
+    statistics (the one account of their connections it gives). Statistics are served only by
+    a client's poll: a consumer left unpolled while its owner waits in a flush or a commit for a
+    broker that is away would go on saying what it last said. So every client answers with the
+    newest report of any of them (each carries librdkafka's monotonic clock), the producers
+    polled first (thread-safe, unlike a consumer's poll): up until one says no broker is."""
 
     def __init__(self) -> None:
-        self.up = True
+        self._reports: dict[int, tuple[int, bool]] = {}
+        self._producers: dict[int, Callable[[float], Any]] = {}
+        self._lock = threading.Lock()
+
+    def report(self, key: int, at_us: int, up: bool) -> None:
+        with self._lock:
+            self._reports[key] = (at_us, up)
+
+    def add_producer(self, key: int, poll: Callable[[float], Any]) -> None:
+        with self._lock:
+            self._producers[key] = poll
+
+    def drop(self, key: int) -> None:
+        with self._lock:
+            self._reports.pop(key, None)
+            self._producers.pop(key, None)
+
+    @property
+    def up(self) -> bool:
+        with self._lock:
+            polls = list(self._producers.values())
+        for poll in polls:
+            poll(0)  # serves its statistics (and delivery reports) now
+        with self._lock:
+            return max(self._reports.values(), default=(0, True))[1]
+
+
+class _Links:
+    """One client's statistics: its brokers' states for the :class:`_View`, and for a
+    consumer, where each partition that has returned no record yet will start
+    (:meth:`ConfluentConsumer.position`)."""
+
+    def __init__(self, view: _View | None = None) -> None:
+        self.view = view or _View()
         self.starts: dict[TopicPartition, int] = {}
+
+    @property
+    def up(self) -> bool:
+        return self.view.up
 
     def on_stats(self, report: str) -> None:
         stats = json.loads(report)
-        self.up = any(b.get("state") == "UP" for b in stats.get("brokers", {}).values())
+        up = any(b.get("state") == "UP" for b in stats.get("brokers", {}).values())
+        self.view.report(id(self), int(stats.get("ts", 0)), up)
         if stats.get("type") == "consumer":
             self.starts = _starts(stats.get("topics", {}))
+
+    def close(self) -> None:
+        self.view.drop(id(self))
 
 
 def _starts(topics: Mapping[str, Any]) -> dict[TopicPartition, int]:
@@ -429,9 +475,9 @@ class ConfluentConsumer:
         if not offsets:
             return
         try:
-            self._c.commit(offsets=_offsets(offsets), asynchronous=False)
+            self._commit_now(_offsets(offsets))
             log.info("committed %d partitions' offsets before giving them away", len(offsets))
-        except KafkaException as exc:
+        except (KafkaException, BrokerUnavailable) as exc:
             log.warning("commit on revocation failed (that work will be repeated): %s", exc)
 
     def _on_lost(self, client: Any, partitions: list[Any]) -> None:
@@ -509,10 +555,21 @@ class ConfluentConsumer:
         if not offsets:
             return
         with _mapped():
-            result = self._c.commit(offsets=_offsets(offsets), asynchronous=asynchronous)
+            if asynchronous:
+                self._c.commit(offsets=_offsets(offsets), asynchronous=True)
+                return
+            result = self._commit_now(_offsets(offsets))
         for tp in result or ():
             if tp.error is not None:
                 raise _error(tp.error)
+
+    def _commit_now(self, offsets: list[_TopicPartition]) -> Any:
+        """librdkafka's synchronous commit has no timeout: with the broker away it waits for
+        the broker's return, and the worker with it (deaf to a stop). Refused at once instead
+        while the clients know no broker; a later commit covers these offsets."""
+        if not self._links.up:
+            raise BrokerUnavailable("no broker connection: offsets not committed", "commit")
+        return self._c.commit(offsets=offsets, asynchronous=False)
 
     def position(self, partition: TopicPartition, timeout_s: float = 0.1) -> int | None:
         sought = self._sought.get(partition)
@@ -625,8 +682,11 @@ class ConfluentConsumer:
         deadline = time.monotonic() + timeout_s
         instance_id = self._settings.instance_id if self._joins else None
         member_id = self._c.memberid() if instance_id else None
-        with _mapped():
-            self._c.close()
+        try:
+            with _mapped():
+                self._c.close()
+        finally:
+            self._links.close()
         if self._group_id is not None and instance_id and member_id:
             from riverflow.transport.kafka_python import leave_static_group
 
@@ -648,6 +708,7 @@ class ConfluentProducer:
     def __init__(self, client: _Producer, links: _Links, max_block_s: float) -> None:
         self._p = client
         self._links = links
+        links.view.add_producer(id(links), client.poll)
         self._max_block_s = max_block_s
         self._unserved = 0
         self._fatal: Fatal | None = None
@@ -743,16 +804,21 @@ class ConfluentProducer:
         return set(found.partitions)
 
     def connected(self) -> bool:
-        self._p.poll(0)  # statistics are served by poll like delivery reports
         return self._links.up
 
     def close(self, timeout_s: float) -> None:
         """librdkafka's producer has no close: flush, fail what still waits (purge), and the
         client goes with its last reference."""
-        with _mapped():
+        try:
             if self._p.flush(timeout_s):
                 self._p.purge()
                 self._p.flush(0)  # the purged records' reports
+        except KafkaException as exc:
+            # A producer failed for good (fenced: a transaction the broker timed out during an
+            # outage) refuses even a flush; what waits goes with it, its batch aborted already.
+            log.debug("closed a failed producer: %s", _raised(exc))
+        finally:
+            self._links.close()
 
 
 class ConfluentAdmin:

@@ -9,8 +9,10 @@ from typing import Any
 import pytest
 from kafka.partitioner import DefaultPartitioner
 
+from riverflow.settings import Settings
 from riverflow.transport import TopicPartition, lag_samples, topic_partitions
-from riverflow.transport.confluent import _Links
+from riverflow.transport.confluent import ConfluentConsumer, _Links, _View
+from riverflow.transport.errors import BrokerUnavailable
 from riverflow.transport.kafka_python import KeyHashPartitioner
 
 
@@ -99,6 +101,7 @@ def test_confluent_statistics_give_positions_only_where_nothing_was_returned_or_
     links = _Links()
     report = {
         "type": "consumer",
+        "ts": 1,
         "brokers": {"b1": {"state": "UP"}},
         "topics": {
             "t": {
@@ -114,3 +117,41 @@ def test_confluent_statistics_give_positions_only_where_nothing_was_returned_or_
     }
     links.on_stats(json.dumps(report))
     assert links.up and links.starts == {TopicPartition("t", 0): 10}
+
+
+def test_confluent_clients_answer_with_the_newest_statistics_of_any_of_them() -> None:
+    # A consumer unpolled while its owner waits in a flush keeps its last report: the
+    # producer's newer one (the broker gone) is the answer for both.
+    view = _View()
+    consumer, producer = _Links(view), _Links(view)
+    assert consumer.up and producer.up  # nothing reported yet
+
+    def report(links: _Links, at_us: int, state: str) -> None:
+        links.on_stats(json.dumps({"type": "x", "ts": at_us, "brokers": {"b": {"state": state}}}))
+
+    report(consumer, 1_000, "UP")
+    report(producer, 2_000, "DOWN")
+    assert not consumer.up and not producer.up
+    report(consumer, 3_000, "UP")  # polled again, the broker back
+    assert consumer.up and producer.up
+    report(producer, 4_000, "DOWN")
+    producer.close()  # a closed client's last word does not count
+    assert consumer.up
+
+
+def test_a_confluent_synchronous_commit_is_refused_at_once_while_no_broker_is_known() -> None:
+    # librdkafka's synchronous commit would wait for the broker's return, deaf to a stop.
+    class Client:
+        commits: list[Any] = []
+
+        def commit(self, **kwargs: Any) -> None:
+            self.commits.append(kwargs)
+
+    links = _Links()
+    links.on_stats(json.dumps({"type": "consumer", "ts": 1, "brokers": {"b": {"state": "DOWN"}}}))
+    client = Client()
+    consumer = ConfluentConsumer(client, Settings(), "g", links)  # type: ignore[arg-type]
+    with pytest.raises(BrokerUnavailable):
+        consumer.commit({TopicPartition("t", 0): 5})
+    consumer.commit({TopicPartition("t", 0): 5}, asynchronous=True)  # queued, not waited for
+    assert [c["asynchronous"] for c in client.commits] == [True]
