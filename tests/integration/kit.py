@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import secrets
 import signal
 import socket
@@ -43,12 +44,29 @@ def wait_until(
         time.sleep(interval)
 
 
-def free_ports(n: int) -> list[int]:
-    """``n`` distinct ports nobody listens on (all held open until chosen, so none repeats)."""
-    sockets = [socket.socket() for _ in range(n)]
+def _ephemeral_low() -> int:
+    """Where the kernel's range for the local ports of outgoing connections begins."""
     try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct ports nobody listens on (all held open until chosen, so none repeats),
+    below the ephemeral range: a port from that range can be taken by any outgoing connection
+    (a Kafka client's) between this choice and the bind of the process it is given to."""
+    rng = random.SystemRandom()
+    sockets: list[socket.socket] = []
+    try:
+        while len(sockets) < n:
+            s = socket.socket()
+            try:
+                s.bind(("127.0.0.1", rng.randrange(10_000, _ephemeral_low() - 16)))
+            except OSError:
+                s.close()
+                continue
+            sockets.append(s)
         return [int(s.getsockname()[1]) for s in sockets]
     finally:
         for s in sockets:

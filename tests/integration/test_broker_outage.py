@@ -113,7 +113,8 @@ def test_workers_and_simulator_ride_out_a_broker_outage(
         wait_until(
             lambda: all(w.value(CONNECTED) == 0 for w in workers),
             timeout=30,
-            what="every worker to report the broker gone",
+            what=lambda: "every worker to report the broker gone: "
+            + ", ".join(f"{w.log.name} {w.value(CONNECTED)}" for w in workers),
         )
         time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - killed)))  # the outage itself
         assert all(p.alive() for p in [*workers, simulate])
