@@ -349,10 +349,9 @@ class KafkaPythonConsumer:
     def commit(self, offsets: Mapping[TopicPartition, int], asynchronous: bool = False) -> None:
         if not offsets:
             return
-        if asynchronous:
-            self._c.commit_async(_kafka_offsets(offsets), callback=_log_commit)
-        else:
-            self._c.commit(_kafka_offsets(offsets))
+        # Synchronous even when asked otherwise: with commit_async the at-least-once inference
+        # worker exited during a broker outage (the outage tests, in CI); cause not yet found.
+        self._c.commit(_kafka_offsets(offsets))
 
     @_mapped
     def position(self, partition: TopicPartition, timeout_s: float = 0.1) -> int | None:
@@ -469,11 +468,6 @@ def _has_live_connection(cluster: Any) -> bool:
     its cluster metadata: the only account of them that costs no request. Safe from another
     thread (a copy of the dict, then plain attribute reads)."""
     return any(conn.connected for conn in list(cluster._manager._conns.values()))
-
-
-def _log_commit(offsets: Any, result: Any) -> None:
-    if isinstance(result, BaseException):
-        log.warning("asynchronous offset commit failed (a later one covers it): %s", result)
 
 
 class KafkaPythonProducer:
