@@ -57,12 +57,13 @@ def free_ports(n: int) -> list[int]:
     below the ephemeral range: a port from that range can be taken by any outgoing connection
     (a Kafka client's) between this choice and the bind of the process it is given to."""
     rng = random.SystemRandom()
+    below = _ephemeral_low() - 16  # room for a run of consecutive ports (free_port_run)
     sockets: list[socket.socket] = []
     try:
         while len(sockets) < n:
             s = socket.socket()
             try:
-                s.bind(("127.0.0.1", rng.randrange(10_000, _ephemeral_low() - 16)))
+                s.bind(("127.0.0.1", rng.randrange(10_000, below)))
             except OSError:
                 s.close()
                 continue
