@@ -80,6 +80,9 @@ def test_a_sigkilled_static_worker_restarted_gets_its_partitions_back_at_once(
     s = stack(partitions=4, session_timeout_s=SESSION_S)
     g = group()
     a = worker(workers, s, g, "--instance-id", "worker-a")
+    # a joins alone first, so a leads the group: the broker rebalances when a group's leader
+    # rejoins (it must be able to assign again), and only a follower's restart keeps the group.
+    wait_until(lambda: len(partitions(a)) == 4, what="a to own every partition")
     b = worker(workers, s, g, "--instance-id", "worker-b")
     feeder = Feeder(s)
     owned = split([a, b])
