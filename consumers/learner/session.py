@@ -282,6 +282,10 @@ class Session:
             count += len(records)
             key = self.keys[tp]
             replay = self.replays.get(tp)
+            if replay is None and records[0].offset < self.positions[tp]:
+                records = self._unseen(tp, records)
+                if not records:
+                    continue
             is_prediction = tp.topic == predictions_topic
             for record in records:
                 kind = replay.classify(record.offset) if replay else Replay.LIVE
@@ -302,6 +306,24 @@ class Session:
         self._follow_new_partitions()
         self._follow_operations()
         return count
+
+    def _unseen(self, tp: TopicPartition, records: list[Record]) -> list[Record]:
+        """The records of ``records`` at or after the partition's position. A client may go
+        back on its own (librdkafka resets a position it finds truncated after a broker
+        restart); what it delivers again is in the model already, and learning it twice would
+        break the snapshot lineage's exactly-once."""
+        position = self.positions[tp]
+        unseen = [r for r in records if r.offset >= position]
+        log.warning(
+            "%s/%d delivered again from offset %d (position %d): %d records already learned "
+            "from passed over",
+            tp.topic,
+            tp.partition,
+            records[0].offset,
+            position,
+            len(records) - len(unseen),
+        )
+        return unseen
 
     def _follow_operations(self) -> None:
         """Adopt the estimator of a version an operator published (import, train, rollback)

@@ -131,3 +131,25 @@ def test_a_fenced_learner_stands_by_without_publishing_and_stops_cleanly(
     assert learner.metrics.learner_active._value.get() == 0
     assert not learner._may_activate()  # not before the group has rebalanced
     assert committed_snapshots(kafka) == before  # nothing of the fenced learner is visible
+
+
+def test_inputs_delivered_again_by_the_client_are_not_learned_twice(kafka: FakeKafka) -> None:
+    # librdkafka may move a position back on its own (a log it finds truncated after a broker
+    # restart): what it delivers again is in the model already. The join store remembers
+    # only the last max_pending joins: alone, it would learn the older ones again.
+    small = settings().model_copy(update={"max_pending": 5})
+    with Learner(small, kafka.clients(), resolve("logreg"), LearnerMetrics(), Stopper()) as learner:
+        learner.start()
+        become_active(learner)
+        session = learner.session
+        assert session is not None and session.inputs is not None
+        for first in range(0, 20, 4):  # joined a few at a time: none evicted while waiting
+            send_events(kafka.clients(), first, 4)
+            while session.batch():
+                pass
+        assert session.learning.learned == 20
+        for tp, position in session.positions.items():  # e12 to e19 again (e15 on remembered)
+            session.inputs.seek(tp, min(position, 12))
+        while session.batch():
+            pass
+        assert session.learning.learned == 20
