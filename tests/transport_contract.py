@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import pytest
@@ -241,10 +242,12 @@ def check_rebalance(env: Env, cooperative: bool) -> None:
     b.subscribe([topic], second)
 
     def split() -> bool:
-        # Polls long enough to finish a join on a loaded machine: kafka-python abandons a join
-        # that its poll's timeout interrupts, and a group of such members rebalances forever.
-        a.poll_batch(0.5)
-        b.poll_batch(0.5)
+        # Both members poll at once, as two processes would, for long enough to finish a join
+        # on a loaded machine: kafka-python abandons a join that its poll's timeout interrupts,
+        # and a group of such members (polled in turn, each waiting on the other) can
+        # rebalance until the deadline.
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(lambda member: member.poll_batch(1.0), (a, b)))
         owned_a, owned_b = a.assignment(), b.assignment()
         return (
             bool(owned_a and owned_b)
