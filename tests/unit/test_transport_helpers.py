@@ -7,13 +7,14 @@ import json
 from typing import Any
 
 import pytest
+from kafka import errors as ke
 from kafka.partitioner import DefaultPartitioner
 
 from riverflow.settings import Settings
 from riverflow.transport import TopicPartition, lag_samples, topic_partitions
 from riverflow.transport.confluent import ConfluentConsumer, _Links, _View
-from riverflow.transport.errors import BrokerUnavailable
-from riverflow.transport.kafka_python import KeyHashPartitioner
+from riverflow.transport.errors import BrokerUnavailable, InstanceFenced
+from riverflow.transport.kafka_python import KafkaPythonConsumer, KeyHashPartitioner
 
 
 class Cluster:
@@ -155,3 +156,19 @@ def test_a_confluent_synchronous_commit_is_refused_at_once_while_no_broker_is_kn
         consumer.commit({TopicPartition("t", 0): 5})
     consumer.commit({TopicPartition("t", 0): 5}, asynchronous=True)  # queued, not waited for
     assert [c["asynchronous"] for c in client.commits] == [True]
+
+
+def test_a_kafka_python_poll_that_meets_no_broker_found_nothing() -> None:
+    # kafka-python's poll raises what its metadata refresh met while the broker is away.
+    class Client:
+        def __init__(self, error: Exception) -> None:
+            self.error = error
+
+        def poll(self, **kwargs: Any) -> dict[Any, Any]:
+            raise self.error
+
+    away = KafkaPythonConsumer(Client(ke.KafkaConnectionError("111 ECONNREFUSED")), Settings())  # type: ignore[arg-type]
+    assert away.poll_batch(0.01) == {}
+    fenced = KafkaPythonConsumer(Client(ke.FencedInstanceIdError()), Settings())  # type: ignore[arg-type]
+    with pytest.raises(InstanceFenced):
+        fenced.poll_batch(0.01)
