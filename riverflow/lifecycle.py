@@ -49,6 +49,23 @@ def _hold(signum: int, _frame: FrameType | None) -> None:
     _held.append(signum)
 
 
+class Deadline:
+    """One shutdown timeout shared by every close of a stop, from :meth:`start` on (each close
+    still gets a moment: a client closed with no time at all cannot even say goodbye)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._at: float | None = None
+
+    def start(self) -> None:
+        self._at = time.monotonic() + self.seconds
+
+    def left(self) -> float:
+        if self._at is None:
+            return self.seconds
+        return max(0.1, self._at - time.monotonic())
+
+
 class Stopper:
     """Turns SIGTERM/SIGINT and ``--idle-exit`` into a flag the worker loop checks between batches.
 

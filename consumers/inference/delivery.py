@@ -31,7 +31,7 @@ from riverflow import dead_letters
 from riverflow.errors import BrokerError, RiverflowError, describe
 from riverflow.schemas import now_ms
 from riverflow.settings import Settings
-from riverflow.transport import Clients, Consumer, Producer, TopicPartition
+from riverflow.transport import Batch, Clients, Consumer, Producer, TopicPartition
 from riverflow.transport.base import Headers
 from riverflow.transport.errors import InstanceFenced, RecordRejected, TransportError
 
@@ -70,6 +70,7 @@ class Delivery(Protocol):
     name: str
     producer: Producer
 
+    def unfinished(self, batch: Batch) -> Batch: ...
     def begin(self) -> None: ...
     def send(
         self, topic: str, key: bytes, value: bytes, source: Any, alone: bool = False
@@ -113,6 +114,11 @@ class _Outputs:
         self._stop_requested = stop_requested
         self._failures: list[tuple[TransportError, Any]] = []  # (error, source) of this batch
         self._dropped = False  # the producer was closed; the next batch starts a new one
+
+    def unfinished(self, batch: Batch) -> Batch:
+        """What of ``batch`` is to be done now (all of it, but see
+        :meth:`Transactional.unfinished`)."""
+        return batch
 
     def _start_batch(self) -> None:
         self._failures = []
@@ -272,13 +278,41 @@ class Transactional(_Outputs):
     what was left open at once (read_committed readers are not held back until the transaction
     times out). This works whatever state the old producer is in (fenced, in error, cut off
     from the broker), where ``abort_transaction()`` could fail, or wait for the whole outage.
+
+    A commit that was not confirmed leaves its transaction in doubt: the broker may have
+    committed it after all (the commit reached it before it went away), and then its records
+    must not be done again (:meth:`unfinished`).
     """
 
     name = "exactly-once"
 
-    def __init__(self, make_producer: Callable[[], Producer], consumer: Consumer) -> None:
-        super().__init__(make_producer, consumer)
+    def __init__(
+        self,
+        make_producer: Callable[[], Producer],
+        consumer: Consumer,
+        stop_requested: Callable[[], bool] = lambda: False,
+    ) -> None:
+        super().__init__(make_producer, consumer, stop_requested)
         self._open = False
+        self._in_doubt = False  # the last commit was not confirmed
+
+    def unfinished(self, batch: Batch) -> Batch:
+        """``batch``, or nothing after a transaction in doubt: the replacement producer's
+        ``init_transactions()`` settles that one, commit or abort, so every owned partition
+        is then sought to the group's committed offset and read on from there."""
+        if not self._in_doubt:
+            return batch
+        self._start_batch()
+        try:
+            committed = self._consumer.committed(self._consumer.assignment(), TRANSACTION_STEP_S)
+        except TransportError as exc:
+            raise BatchFailed(f"the last transaction's outcome is not known yet: {exc}") from exc
+        for tp, offset in committed.items():
+            if offset is not None:
+                self._consumer.seek(tp, offset)
+        self._in_doubt = False
+        log.info("the transaction in doubt is settled: reading on from the committed offsets")
+        return {}
 
     def begin(self) -> None:
         self._start_batch()
@@ -298,8 +332,12 @@ class Transactional(_Outputs):
             self.producer.send_offsets_to_transaction(
                 offsets, self._consumer.group_metadata(), TRANSACTION_STEP_S
             )
+        except TransportError as exc:
+            raise BatchFailed(f"transaction failed: {exc}") from exc
+        try:
             self.producer.commit_transaction(TRANSACTION_STEP_S)
         except TransportError as exc:
+            self._in_doubt = True
             raise BatchFailed(f"transaction failed: {exc}") from exc
         self._open = False
         self._failures = []
@@ -339,5 +377,5 @@ def delivery_for(
                 raise
             return prod
 
-        return Transactional(transactional, consumer)
+        return Transactional(transactional, consumer, stop_requested)
     return AtLeastOnce(clients.producer, consumer, stop_requested)

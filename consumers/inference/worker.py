@@ -32,7 +32,7 @@ from riverflow.consumers.snapshot_feed import SnapshotFeed, feed_consumer
 from riverflow.errors import InvalidEvent, describe, duplicate_instance
 from riverflow.extract import ReadingExtractor
 from riverflow.health import Health
-from riverflow.lifecycle import Stopper
+from riverflow.lifecycle import Deadline, Stopper
 from riverflow.mapping import mapped_settings, mapping_of
 from riverflow.metrics import (
     ANOMALY_OUTPUT_BUCKETS,
@@ -129,7 +129,7 @@ class InferenceWorker:
         self.refusals = Refusals()
         self.link = BrokerLink(settings.bootstrap_servers, self.metrics.kafka_connected)
         self._closing = contextlib.ExitStack()  # what start() made, closed in reverse order
-        self._deadline = 0.0  # of the close in progress (monotonic)
+        self.deadline = Deadline(settings.shutdown_timeout_s)  # of the close, from close() on
         self._failed_in_row = 0  # batches that failed since the last one that went through
         self._drift_phase = 0  # index in the next batch of the next reading to sample
         self._drift_tracked: set[str] = set()
@@ -154,18 +154,15 @@ class InferenceWorker:
     ) -> None:
         self.close()
 
-    def _left(self) -> float:
-        return max(0.1, self._deadline - time.monotonic())
-
     def start(self) -> None:
         """Make the clients, load the latest snapshot of the model, join the group, say what
         runs."""
         s = self.settings
         closing = self._closing
         self.feed = SnapshotFeed(feed_consumer(self.clients), s.models_topic, self.name)
-        closing.callback(lambda: self.feed.close(self._left()))
+        closing.callback(lambda: self.feed.close(self.deadline.left()))
         self.consumer = self.clients.consumer(self.group_id)
-        closing.callback(lambda: self.consumer.close(self._left()))
+        closing.callback(lambda: self.consumer.close(self.deadline.left()))
         self.delivery = delivery_for(
             s,
             self.clients,
@@ -173,7 +170,7 @@ class InferenceWorker:
             self.group_id,
             stop_requested=lambda: self.stopper.wait(0),
         )
-        closing.callback(lambda: self.delivery.close(self._left()))
+        closing.callback(lambda: self.delivery.close(self.deadline.left()))
         self.link.watch(self.consumer)
         closing.callback(self.link.close)
         latest = self.feed.latest(self._refuse)
@@ -228,7 +225,7 @@ class InferenceWorker:
 
     def close(self) -> None:
         """Commit what is finished, then close every client, all within shutdown_timeout_s."""
-        self._deadline = time.monotonic() + self.settings.shutdown_timeout_s
+        self.deadline.start()
         self._closing.close()
         log.info(
             "infer stopped (%s): model %s v%d",
@@ -261,6 +258,9 @@ class InferenceWorker:
         careful = bool(refusals)  # Kafka refused a record's output: this batch may hold it
         alone = False
         try:
+            batch = self.delivery.unfinished(batch)
+            if not batch:
+                return True
             self.delivery.begin()
             for tp, records in batch.items():
                 for record in records:

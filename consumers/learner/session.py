@@ -37,6 +37,7 @@ from riverflow.consumers.learner.state import (
 from riverflow.consumers.snapshot_feed import SnapshotFeed, feed_consumer
 from riverflow.errors import ConfigError, InvalidEvent, SnapshotError
 from riverflow.extract import FeedbackExtractor
+from riverflow.lifecycle import Deadline
 from riverflow.mapping import Mapping
 from riverflow.metrics import LearnerMetrics
 from riverflow.online_model.presets import ModelSpec
@@ -70,7 +71,6 @@ class InFlight:
     header: SnapshotHeader
     size: int
     started: float
-    version_before: int
     learned_before: int
     replaced: bool
 
@@ -152,7 +152,7 @@ class Session:
             self.published_at = time.monotonic()
             self._resume(checkpoint)
         except BaseException:
-            self.close()
+            self.close(settings.shutdown_timeout_s)
             raise
         self.metrics.model_version.set(self.version)
 
@@ -438,12 +438,12 @@ class Session:
             header,
             len(blob),
             started,
-            self.version,
             self.published_learned,
             learning.replaced,
         )
         # Counted as published now (so the next snapshot is due from here); settle() undoes it
-        # if the broker refuses.
+        # if the broker refuses, but for the version: a commit that was not confirmed may have
+        # gone through, and versions only grow.
         self.version, self.published_learned = header.version, learning.learned
         learning.version = header.version
         learning.replaced = False
@@ -477,8 +477,7 @@ class Session:
         try:
             done = flight.future.result()
         except PublishFailed as exc:
-            self.version, self.published_learned = flight.version_before, flight.learned_before
-            self.learning.version = self.version
+            self.published_learned = flight.learned_before
             self.learning.replaced |= flight.replaced
             self._publish_failed(exc)
             return False
@@ -506,11 +505,13 @@ class Session:
         log_at = logging.WARNING if self._failed_in_row == 1 else logging.DEBUG
         log.log(log_at, "%s; retrying", exc)
 
-    def close(self) -> None:
-        timeout_s = self.settings.shutdown_timeout_s
+    def close(self, timeout_s: float) -> None:
+        """Close every client, all within ``timeout_s``."""
+        deadline = Deadline(timeout_s)
         self._sender.shutdown(wait=True)
+        deadline.start()
         if self._feed is not None:
-            self._feed.close(timeout_s)
+            self._feed.close(deadline.left())
         if self.inputs is not None:
-            self.inputs.close(timeout_s)
-        self.publisher.close(timeout_s)
+            self.inputs.close(deadline.left())
+        self.publisher.close(deadline.left())

@@ -32,7 +32,7 @@ from riverflow.consumers.learner.model_publisher import Fenced
 from riverflow.consumers.learner.session import Session
 from riverflow.errors import BrokerError, duplicate_instance
 from riverflow.health import Health
-from riverflow.lifecycle import Stopper
+from riverflow.lifecycle import Deadline, Stopper
 from riverflow.mapping import mapped_settings, mapping_of
 from riverflow.metrics import LearnerMetrics, deployment_labels, serve
 from riverflow.online_model.drift import DETECTORS, make_detector
@@ -188,6 +188,7 @@ class Learner:
         metrics.add_lag(lambda: self.session.lag if self.session else [])
         self.group_id = settings.group_id or f"riverflow-learn-{settings.deployment_name}"
         self._closing = contextlib.ExitStack()  # what start() made, closed in reverse order
+        self.deadline = Deadline(settings.shutdown_timeout_s)  # of the close, from __exit__ on
 
     def __enter__(self) -> Learner:
         return self
@@ -198,19 +199,20 @@ class Learner:
         error: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
+        self.deadline.start()
         self._closing.close()
 
     def start(self) -> None:
         """Make the clients and join the learners' group (as a standby until assigned)."""
         s = self.settings
-        timeout_s = s.shutdown_timeout_s
+        left = self.deadline.left
         self.group = self.clients.consumer(self.group_id, cooperative=True)
-        self._closing.callback(lambda: self.group.close(timeout_s))
+        self._closing.callback(lambda: self.group.close(left()))
         # Metadata first: a missing topic is a usage error, and the assignor needs the partition.
         for topic in (s.models_topic, s.models_history_topic):
             topic_partitions(self.group, topic)
         self.dead_letters = self.clients.producer()
-        self._closing.callback(lambda: self.dead_letters.close(timeout_s))
+        self._closing.callback(lambda: self.dead_letters.close(left()))
         # The dead-letters topic's metadata now, while the broker answers: a first dead letter
         # sent during an outage would otherwise block on it and fail.
         self.dead_letters.partitions_for(s.dead_letters_topic, s.bootstrap_timeout_s)
@@ -221,7 +223,7 @@ class Learner:
         # No final snapshot into a broker that is away: it would only time out. The next
         # active learner resumes from the last snapshot published.
         self._closing.callback(
-            lambda: self._step_down(publish=self.link.connected is not False, timeout_s=timeout_s)
+            lambda: self._step_down(publish=self.link.connected is not False, timeout_s=left())
         )
         log.info(
             "learner for %s joined group %s; waiting to be active", s.model_name, self.group_id
@@ -331,7 +333,7 @@ class Learner:
         except Fenced as exc:
             log.warning("final snapshot not published: %s", exc)
         finally:
-            session.close()
+            session.close(self.deadline.left())
 
     # -- rebalance callbacks (inside the group's poll, between batches) ----------------------
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -21,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from riverflow.consumers.inference.delivery import TRANSACTION_STEP_S
 from riverflow.scrape import Page
 from riverflow.topics import create_topics
 from tests.integration.kit import WorkerProcess, make_stack, read_topic, wait_until
@@ -113,8 +115,10 @@ def test_workers_and_simulator_ride_out_a_broker_outage(
         wait_until(
             lambda: all(w.value(CONNECTED) == 0 for w in workers),
             timeout=30,
-            what=lambda: "every worker to report the broker gone: "
-            + ", ".join(f"{w.log.name} {w.value(CONNECTED)}" for w in workers),
+            what=lambda: (
+                "every worker to report the broker gone: "
+                + ", ".join(f"{w.log.name} {w.value(CONNECTED)}" for w in workers)
+            ),
         )
         time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - killed)))  # the outage itself
         assert all(p.alive() for p in [*workers, simulate])
@@ -221,3 +225,62 @@ def test_up_rides_out_a_broker_outage(own_broker: OwnBroker, tmp_path: Path) -> 
     assert {p.name for p in logs} == {"learner.log", "inference-0.log", "simulator.log"}
     for log in logs:
         assert "Traceback" not in log.read_text(), f"{log.name}:\n{log.read_text()[-4000:]}"
+
+
+def test_every_process_stops_on_sigterm_while_the_broker_is_away(
+    own_broker: OwnBroker, tmp_path: Path
+) -> None:
+    # What waits for Kafka at a stop is given up (and done again by whoever reads next), so a
+    # stop costs the shutdown timeout, not the rest of the outage; a transaction's step under
+    # way (exactly-once) is not cut short.
+    s = make_stack(own_broker.bootstrap, partitions=3, snapshot_interval_s=1)
+    uid = uuid.uuid4().hex[:8]
+    workers = [
+        WorkerProcess(s, tmp_path, "learn", "--group-id", f"learn-{uid}"),
+        WorkerProcess(s, tmp_path, "infer", "--group-id", f"infer-{uid}"),
+        WorkerProcess(s, tmp_path, "infer", "--group-id", f"infer-eo-{uid}", "--exactly-once"),
+    ]
+    simulate = WorkerProcess(
+        s, tmp_path, "simulate", "--rate", str(RATE), "--label-delay", "1", metrics=False
+    )
+    limit_s = 2 * s.settings.shutdown_timeout_s
+    limits = dict.fromkeys([*workers, simulate], limit_s) | {
+        workers[2]: limit_s + TRANSACTION_STEP_S
+    }
+    took: dict[str, float] = {}
+    try:
+        wait_until(
+            lambda: (
+                all(w.value(CONNECTED) == 1 for w in workers)
+                and (workers[1].value("riverflow_predictions_total") or 0) > 0
+                and (workers[2].value("riverflow_predictions_total") or 0) > 0
+                and (workers[0].value("riverflow_learned_total") or 0) > 0
+            ),
+            timeout=120,
+            what="predictions and learning under way",
+        )
+        own_broker.kill()
+        wait_until(
+            lambda: all(w.value(CONNECTED) == 0 for w in workers),
+            timeout=30,
+            what="every worker to report the broker gone",
+        )
+        stopped = time.monotonic()
+        for p in [*workers, simulate]:
+            p.proc.send_signal(signal.SIGTERM)
+        for p in [*workers, simulate]:
+            p.proc.wait(timeout=max(0.1, stopped + limits[p] - time.monotonic()))
+            took[p.log.name] = time.monotonic() - stopped
+    finally:
+        for p in [*workers, simulate]:
+            p.kill()
+        own_broker.start()
+    print(
+        "\nstopped after SIGTERM, broker away: "
+        + ", ".join(f"{n} {t:.1f}s" for n, t in took.items())
+    )
+    assert [w.proc.returncode for w in workers] == [0, 0, 0], [w.text()[-3000:] for w in workers]
+    # The simulator's readings that never reached Kafka are counted and make its exit 1.
+    assert simulate.proc.returncode == 1 and "messages were not delivered" in simulate.text()
+    for p in [*workers, simulate]:
+        assert "Traceback" not in p.text(), f"{p.log.name}:\n{p.text()[-4000:]}"

@@ -15,7 +15,7 @@ from riverflow.consumers.inference.delivery import (
     Transactional,
 )
 from riverflow.transport import Producer, TopicPartition
-from riverflow.transport.errors import BrokerUnavailable, CommitFailed, RecordTooLarge
+from riverflow.transport.errors import BrokerUnavailable, CommitFailed, RecordTooLarge, Timeout
 from tests.fakes import FakeClients, FakeConsumer, FakeKafka
 from tests.unit.kafka_fakes import Record
 
@@ -251,3 +251,39 @@ def test_a_transaction_with_an_undelivered_output_is_not_committed() -> None:
     with pytest.raises(BatchFailed, match="not delivered"):
         d.commit({TP0: 1})
     assert committed(kafka) == {} and values(kafka) == []
+
+
+def test_a_transaction_whose_commit_was_not_confirmed_but_went_through_is_not_done_again() -> None:
+    kafka, clients = cluster()
+    make = transactional(clients)
+    made: list[Producer] = []
+
+    def connect() -> Producer:
+        producer = make()
+        if not made:  # the first one's commit reaches the broker, its answer does not come back
+            commit = producer.commit_transaction
+
+            def unconfirmed(timeout_s: float) -> None:
+                commit(timeout_s)
+                raise Timeout("the transaction's commit was not confirmed within 30s")
+
+            producer.commit_transaction = unconfirmed  # type: ignore[method-assign]
+        made.append(producer)
+        return producer
+
+    consumer = clients.consumer(GROUP)
+    consumer.assign([TP0, TP1])
+    d = Transactional(connect, consumer)
+    batch = {TP0: [Record("r", 0, 0, b"{}"), Record("r", 0, 1, b"{}")]}
+    assert d.unfinished(batch) is batch
+    d.begin()
+    d.send("p", b"k", b"v", SOURCE)
+    with pytest.raises(BatchFailed, match="not confirmed"):
+        d.commit({TP0: 2})
+    d.abort()
+    consumer.seek(TP0, 0)  # the worker re-reads the failed batch
+    assert d.unfinished(batch) == {}  # in doubt: settled by a new producer, then sought
+    assert len(made) == 2 and committed(kafka) == {TP0: 2}
+    assert consumer.position(TP0) == 2  # the batch's transaction had committed: not again
+    assert d.unfinished(batch) is batch  # no longer in doubt
+    assert values(kafka) == [b"v"]
