@@ -297,22 +297,36 @@ class Transactional(_Outputs):
         self._in_doubt = False  # the last commit was not confirmed
 
     def unfinished(self, batch: Batch) -> Batch:
-        """``batch``, or nothing after a transaction in doubt: the replacement producer's
-        ``init_transactions()`` settles that one, commit or abort, so every owned partition
-        is then sought to the group's committed offset and read on from there."""
+        """``batch`` without what the group has committed. After a transaction in doubt, the
+        replacement producer's ``init_transactions()`` settles it, commit or abort, so the
+        committed offsets read then tell what is done: the batch's records below them are
+        dropped, and the other owned partitions are sought to them."""
         if not self._in_doubt:
             return batch
         self._start_batch()
+        consumer = self._consumer
         try:
-            committed = self._consumer.committed(self._consumer.assignment(), TRANSACTION_STEP_S)
+            committed = consumer.committed(consumer.assignment() | batch.keys(), TRANSACTION_STEP_S)
         except TransportError as exc:
             raise BatchFailed(f"the last transaction's outcome is not known yet: {exc}") from exc
-        for tp, offset in committed.items():
-            if offset is not None:
-                self._consumer.seek(tp, offset)
         self._in_doubt = False
-        log.info("the transaction in doubt is settled: reading on from the committed offsets")
-        return {}
+        left: Batch = {}
+        for tp, done in committed.items():
+            records = batch.get(tp)
+            if records is None:
+                if done is not None:
+                    consumer.seek(tp, done)
+                continue
+            rest = records if done is None else [r for r in records if r.offset >= done]
+            if rest:
+                left[tp] = rest
+        done_count = sum(map(len, batch.values())) - sum(map(len, left.values()))
+        log.info(
+            "after a transaction in doubt, reading on from the committed offsets: %d records "
+            "were done already",
+            done_count,
+        )
+        return left
 
     def begin(self) -> None:
         self._start_batch()

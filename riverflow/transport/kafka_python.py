@@ -322,6 +322,7 @@ class KafkaPythonConsumer:
         self._c = client
         self._settings = settings
         self._max_records = settings.max_poll_records
+        self._poll_failing = False  # the last poll met a connection error (logged once a run)
 
     @_mapped
     def subscribe(self, topics: Sequence[str], listener: RebalanceListener | None = None) -> None:
@@ -344,15 +345,18 @@ class KafkaPythonConsumer:
             polled = self._c.poll(
                 timeout_ms=int(timeout_s * 1000), max_records=max_records or self._max_records
             )
-        except ke.KafkaError as exc:
-            if not exc.retriable:
-                raise
+        except (ke.KafkaConnectionError, ke.NodeNotReadyError) as exc:
             # While the broker is away, kafka-python's poll can raise what its metadata refresh
             # met on the way to the group coordinator (after an asynchronous commit lost it):
-            # a poll that found nothing, and the timeout waited as a poll would.
-            log.debug("poll found no broker: %s", exc)
+            # a poll that found nothing, and the timeout waited as a poll would. Only errors
+            # of the connection: they cannot last while the broker answers (the watch of the
+            # link reports the outage).
+            if not self._poll_failing:
+                log.warning("poll met no broker, polling on: %s", exc)
+            self._poll_failing = True
             time.sleep(timeout_s)
             return {}
+        self._poll_failing = False
         return {TopicPartition(tp.topic, tp.partition): records for tp, records in polled.items()}
 
     @_mapped
@@ -363,10 +367,9 @@ class KafkaPythonConsumer:
             self._c.commit_async(_kafka_offsets(offsets), callback=_log_commit)
             return
         # kafka-python's synchronous commit retries until the broker answers: with the broker
-        # away it would hold a stop for the outage. Refused at once instead, as on confluent.
-        if not self.connected():
-            raise BrokerUnavailable("no broker connection: offsets not committed", "commit")
-        self._c.commit(_kafka_offsets(offsets))
+        # away it would hold a stop for the outage. Bounded by the shutdown timeout instead.
+        timeout_ms = int(self._settings.shutdown_timeout_s * 1000)
+        self._c.commit(_kafka_offsets(offsets), timeout_ms=timeout_ms)
 
     @_mapped
     def position(self, partition: TopicPartition, timeout_s: float = 0.1) -> int | None:

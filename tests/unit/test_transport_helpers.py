@@ -13,7 +13,7 @@ from kafka.partitioner import DefaultPartitioner
 from riverflow.settings import Settings
 from riverflow.transport import TopicPartition, lag_samples, topic_partitions
 from riverflow.transport.confluent import ConfluentConsumer, _Links, _View
-from riverflow.transport.errors import BrokerUnavailable, InstanceFenced
+from riverflow.transport.errors import BrokerUnavailable, InstanceFenced, TransportError
 from riverflow.transport.kafka_python import KafkaPythonConsumer, KeyHashPartitioner
 
 
@@ -172,3 +172,7 @@ def test_a_kafka_python_poll_that_meets_no_broker_found_nothing() -> None:
     fenced = KafkaPythonConsumer(Client(ke.FencedInstanceIdError()), Settings())  # type: ignore[arg-type]
     with pytest.raises(InstanceFenced):
         fenced.poll_batch(0.01)
+    # Other errors, retriable ones too, are the caller's: hidden, they could stall it for good.
+    other = KafkaPythonConsumer(Client(ke.UnknownTopicOrPartitionError()), Settings())  # type: ignore[arg-type]
+    with pytest.raises(TransportError):
+        other.poll_batch(0.01)
