@@ -683,8 +683,11 @@ class ConfluentConsumer:
         instance_id = self._settings.instance_id if self._joins else None
         member_id = self._c.memberid() if instance_id else None
         try:
-            with _mapped():
-                self._c.close()
+            if self._links.up:
+                with _mapped():
+                    self._c.close()
+            else:
+                self._close_without_broker(timeout_s)
         finally:
             self._links.close()
         if self._group_id is not None and instance_id and member_id:
@@ -693,6 +696,27 @@ class ConfluentConsumer:
             leave_static_group(
                 self._settings, self._group_id, member_id, instance_id, deadline - time.monotonic()
             )
+
+
+    def _close_without_broker(self, timeout_s: float) -> None:
+        """librdkafka's close has no timeout, and with no broker it can wait for the group's
+        coordinator longer than a stop may take: it is left to finish on its own thread after
+        ``timeout_s`` (the process is on its way out)."""
+        failed: list[KafkaException] = []
+
+        def close() -> None:
+            try:
+                self._c.close()
+            except KafkaException as exc:
+                failed.append(exc)
+
+        closer = threading.Thread(target=close, name="riverflow-consumer-close", daemon=True)
+        closer.start()
+        closer.join(timeout_s)
+        if closer.is_alive():
+            log.warning("the consumer did not close within %gs with no broker: left", timeout_s)
+        elif failed:
+            raise _raised(failed[0])
 
 
 def _deliver(on_delivery: DeliveryCallback, err: KafkaError | None, message: Any) -> None:
